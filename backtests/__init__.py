@@ -1,0 +1,1 @@
+"""Backtest configs, runner, metrics, reports, benchmarks, and the ``cmm`` command line."""

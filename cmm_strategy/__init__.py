@@ -1,0 +1,1 @@
+"""The CMM runtime inside NautilusTrader: features, students, Hajek-MoE, quoting (numpy only on the hot path)."""

@@ -1,0 +1,1 @@
+"""CMM test suite: specifications of behaviour, on real data where it matters."""
