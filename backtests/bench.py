@@ -85,8 +85,41 @@ def run_bench(quick: bool) -> dict[str, object]:
     return figures
 
 
+_DESCRIPTIONS = {
+    "ingest_deltas_per_s": "binance-ws ingest, parse + validate + atomic catalog write (deltas/s, median)",
+    "ingest_read_only_deltas_per_s": "binance-ws ingest, parse + validate only (deltas/s, median)",
+    "ingest_deltas": "deltas in the file",
+    "ingest_repeats": "timed repeats after one warm-up",
+    "ingest_data": "data used (../shared/data/real/hftbacktest-binance/usdm/)",
+}
+
+
+def render_markdown(figures: dict[str, object]) -> str:
+    """BENCHMARKS.md from one run: every figure names the command that measured it."""
+    command = figures["command"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated from one `{command}` run (`{command} --write-md BENCHMARKS.md`); re-run it to refresh.",
+        "Benchmarks, not tests: medians over repeated runs after a warm-up, on the machine below.",
+        "",
+        "| figure | value | what | command |",
+        "|---|---|---|---|",
+    ]
+    for key, value in figures.items():
+        if key in ("command", "machine"):
+            continue
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        lines.append(f"| `{key}` | {shown} | {_DESCRIPTIONS.get(key, '')} | `{command}` |")
+    machine_info = figures["machine"]
+    lines += ["", "## Machine", "", "```json", json.dumps(machine_info, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
 def _run(args: argparse.Namespace) -> int:
     figures = run_bench(args.quick)
+    if args.write_md:
+        Path(args.write_md).write_text(render_markdown(figures))
     if not args.json:
         for key, value in figures.items():
             if key != "machine":
@@ -105,4 +138,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (finishes faster)")
+    parser.add_argument("--write-md", metavar="PATH", help="also write the figures as markdown (BENCHMARKS.md)")
     parser.set_defaults(func=_run)

@@ -143,13 +143,15 @@ def test_capture_without_snapshot_is_refused(tmp_path):
         _read(write_capture(tmp_path / "nosnap.gz", lines))
 
 
-@pytest.mark.parametrize("corruption", ["garbage", "gap", "truncated"])
+@pytest.mark.parametrize("corruption", ["garbage", "gap", "truncated", "crossed_snapshot"])
 def test_a_bad_file_leaves_no_catalog_behind(tmp_path, capsys, corruption):
     lines = simple_capture_lines()
     if corruption == "garbage":
         lines.insert(2, "{oops")
     if corruption == "gap":
         del lines[4]
+    if corruption == "crossed_snapshot":
+        lines[1] = snapshot_line(T0_NS + 1_000_000, 105, [("100.5", "1.000")], [("100.1", "1.500")])
     path = write_capture(tmp_path / "bad.gz", lines)
     if corruption == "truncated":
         path.write_bytes(path.read_bytes()[:-20])
