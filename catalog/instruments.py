@@ -153,3 +153,17 @@ def generic_instrument(
         ts_event=ts,
         ts_init=ts,
     )
+
+
+def order_step(instrument: Instrument) -> float:
+    """The order quantity step (lot) of an instrument, as it survives a catalog round trip.
+
+    ``lot_size`` is not persisted by the catalog (it reads back as 1), so the step is taken from
+    ``info["order_step"]`` (written by us), else ``min_quantity``, else ``size_increment``.
+    """
+    info = instrument.info or {}
+    if info.get("order_step"):
+        return float(info["order_step"])
+    if instrument.min_quantity is not None:
+        return float(instrument.min_quantity)
+    return float(instrument.size_increment)

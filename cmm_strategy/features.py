@@ -80,8 +80,8 @@ class FeatureSpec:
 class FeatureState:
     """Incremental state behind ``x_t`` for one instrument.
 
-    Call ``on_book`` after every complete book batch and ``on_trade`` for every trade, in event
-    order; ``write`` fills a preallocated vector with ``x_t`` at any time.
+    Call ``on_top`` (or ``on_book``) after every complete book batch and ``on_trade`` for every
+    trade, in event order; ``set_levels`` then ``write`` fill a preallocated vector with ``x_t``.
     """
 
     spec: FeatureSpec
@@ -118,7 +118,16 @@ class FeatureState:
     # -- events ------------------------------------------------------------------------------
 
     def on_book(self, ts_ns: int, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray) -> None:
-        """Book after a complete batch: best-first price and size arrays per side (may be short)."""
+        """Book after a complete batch, best-first level arrays per side (may be short or empty)."""
+        self.set_levels(bid_px, bid_sz, ask_px, ask_sz)
+        if len(bid_px) == 0 or len(ask_px) == 0:
+            self.ready = False
+            return
+        self.on_top(ts_ns, float(bid_px[0]), float(bid_sz[0]), float(ask_px[0]), float(ask_sz[0]))
+
+    def set_levels(self, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray) -> None:
+        """Top levels used by ``write``; reading all levels of a deep book is costly, so callers
+        may call this only when they are about to ``write``, and ``on_top`` after every batch."""
         n = self.spec.levels
         nb, na = min(n, len(bid_px)), min(n, len(ask_px))
         self._bid_px[:] = np.nan
@@ -129,18 +138,16 @@ class FeatureState:
         self._bid_sz[:nb] = bid_sz[:nb]
         self._ask_px[:na] = ask_px[:na]
         self._ask_sz[:na] = ask_sz[:na]
-        if nb == 0 or na == 0:
-            self.ready = False
-            return
-        best = (float(bid_px[0]), float(bid_sz[0]), float(ask_px[0]), float(ask_sz[0]))
+
+    def on_top(self, ts_ns: int, pb: float, qb: float, pa: float, qa: float) -> None:
+        """Best bid/ask after every complete batch: drives OFI, the mid and realized volatility."""
         self._decay_ofi(ts_ns)
-        pb, qb, pa, qa = best
         ppb, pqb, ppa, pqa = self._prev_best
         if not math.isnan(ppb):
             # Cont, Kukanov & Stoikov (2014) order-flow imbalance at the touch, in lots.
             e = (qb if pb >= ppb else 0.0) - (pqb if pb <= ppb else 0.0) - (qa if pa <= ppa else 0.0) + (pqa if pa >= ppa else 0.0)
             self._ofi += e / self.lot
-        self._prev_best = best
+        self._prev_best = (pb, qb, pa, qa)
         mid = 0.5 * (pb + pa)
         if not math.isnan(self._mid) and self._last_book_ns >= 0:
             dt = max(ts_ns - self._last_book_ns, 0) / NS

@@ -1,0 +1,1 @@
+"""Teacher feature extraction and student training for CMM (nothing here runs inside the strategy)."""
