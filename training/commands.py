@@ -55,6 +55,40 @@ def _run_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_distill(args: argparse.Namespace) -> int:
+    from training.distill_job import run_distill
+    from training.plan import PlanError
+    from training.probe_job import FeaturesDirError
+
+    try:
+        evaluation = run_distill(args.features, args.out, plan_path=args.plan, seed=args.seed)
+    except (FeaturesDirError, PlanError, ValueError) as exc:
+        print(f"cmm distill: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(evaluation, default=float))
+        return 0
+    from training.eval_table import markdown_table
+
+    print(markdown_table([evaluation], [str(args.out)]))
+    print(f"bundle and eval.json in {args.out} ({evaluation['seconds']} s)")
+    return 0
+
+
+def _run_eval_table(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from training.eval_table import write_tables
+
+    try:
+        text = write_tables([Path(p) for p in args.evals], Path(args.out) if args.out else None, Path(args.png) if args.png else None)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"cmm eval-table: error: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     teacher = subparsers.add_parser("teacher", help="LLM teacher: extract layer-wise hidden states", description="The LLM teacher that reads the order book.")
     teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True, metavar="COMMAND")
@@ -91,3 +125,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     probe.add_argument("--regime-threshold", type=float, default=0.25, help="split a task by regime when its regime maps differ by more than this (default 0.25)")
     probe.add_argument("--json", action="store_true")
     probe.set_defaults(func=_run_probe)
+
+    distill = subparsers.add_parser(
+        "distill",
+        help="train the students and the Hajek-MoE, every baseline; evaluate; write the bundle",
+        description=(
+            "Distill the teacher into the plan's students and mix them with the Hajek-MoE; train every baseline and "
+            "ablation on the same data and splits; evaluate on the test split (rows the teacher read) against ground "
+            "truth and against the teacher; write the bundle (weights.safetensors + manifest.json) and eval.json."
+        ),
+    )
+    distill.add_argument("--features", required=True, nargs="+", metavar="DIR", help="one or more features directories (several = pooled)")
+    distill.add_argument("--out", required=True, metavar="BUNDLE_DIR")
+    distill.add_argument("--plan", metavar="plan.json", help="decomposition plan (default: derived from the features' maps, as `cmm probe` does)")
+    distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--json", action="store_true", help="print eval.json")
+    distill.set_defaults(func=_run_distill)
+
+    table = subparsers.add_parser(
+        "eval-table",
+        help="comparison table (markdown) and bar chart from eval.json files",
+        description="Render one or more eval.json files (from `cmm distill`) as a markdown table and a bar chart of test IC per model.",
+    )
+    table.add_argument("evals", nargs="+", metavar="EVAL_JSON", help="eval.json files, or bundle folders holding one")
+    table.add_argument("--out", metavar="MD", help="write the markdown here")
+    table.add_argument("--png", metavar="PNG", help="write the bar chart here")
+    table.set_defaults(func=_run_eval_table)
