@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import os
 import platform
 import statistics
@@ -75,13 +77,74 @@ def bench_ingest(repeats: int) -> dict[str, object]:
     }
 
 
-def run_bench(quick: bool) -> dict[str, object]:
-    figures: dict[str, object] = {"command": "cmm bench" + (" --quick" if quick else ""), "machine": machine()}
+def real_states(count: int) -> tuple[np.ndarray, list[str]]:
+    """``x_t`` of real BTCUSDT-PERP book states (every grid sample of the capture, repeated to ``count``)."""
+    from training.samples import SampleConfig, build_samples
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_result(read_binance_ws(capture_paths("BTCUSDT-PERP.BINANCE"), IngestOptions()), Path(tmp) / "catalog")
+        samples = build_samples(Path(tmp) / "catalog", "BTCUSDT-PERP.BINANCE", SampleConfig(), progress=False)
+    reps = -(-count // len(samples.x))
+    return np.tile(samples.x, (reps, 1))[:count], samples.feature_names
+
+
+def bench_bundle(bundle_dir: Path, states: np.ndarray, repeats: int) -> dict[str, object]:
+    """One CMM decision (all students + Hájek-MoE, numpy, batch of one) over real book states."""
+    from cmm_strategy.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    for x in states[:500]:
+        bundle.predict(x)
+    runs = []
+    for _ in range(repeats):
+        times = np.empty(len(states))
+        for i, x in enumerate(states):
+            start = time.perf_counter_ns()
+            bundle.predict(x)
+            times[i] = time.perf_counter_ns() - start
+        runs.append((np.percentile(times, 50) / 1000.0, np.percentile(times, 99) / 1000.0))
+    return {
+        "cmm_predict_us_p50": round(statistics.median(r[0] for r in runs), 2),
+        "cmm_predict_us_p99": round(statistics.median(r[1] for r in runs), 2),
+        "cmm_predict_states": len(states),
+        "cmm_bundle": str(bundle_dir),
+        "cmm_students": len(bundle.students),
+    }
+
+
+def bench_teacher(states: np.ndarray, names: list[str], count: int) -> dict[str, object]:
+    """The default teacher's per-decision forward pass (batch of one) on the same kind of states."""
+    from training.prompt import render_prompt
+    from training.teacher.extract import measure_latency
+    from training.teacher.models import load_teacher
+
+    teacher = load_teacher(None)
+    step = max(1, len(states) // count)
+    prompts = [render_prompt(x, names, "BTCUSDT-PERP") for x in states[::step][:count]]
+    latency = measure_latency(teacher, prompts, repeats=3, batch_size=16)
+    return {
+        "teacher_ms_per_decision": round(latency["ms_per_decision_batch1"], 2),
+        "teacher_ms_per_sample_batched": round(latency["ms_per_sample_batched"], 2),
+        "teacher_model": teacher.model_id,
+        "teacher_prompt_tokens_mean": round(latency["mean_prompt_tokens"], 1),
+    }
+
+
+def run_bench(quick: bool, bundle_dir: Path | None = None) -> dict[str, object]:
+    figures: dict[str, object] = {
+        "command": "cmm bench" + (" --quick" if quick else "") + (f" --bundle {bundle_dir}" if bundle_dir else ""),
+        "machine": machine(),
+    }
     reason = missing_reason()
     if reason:
         figures["skipped"] = reason
         return figures
     figures.update(bench_ingest(repeats=3 if quick else 7))
+    if bundle_dir is not None:
+        states, names = real_states(10_000)
+        figures.update(bench_bundle(bundle_dir, states, repeats=3 if quick else 5))
+        figures.update(bench_teacher(states, names, count=16 if quick else 32))
+        figures["speedup"] = round(figures["teacher_ms_per_decision"] * 1000.0 / figures["cmm_predict_us_p50"])  # type: ignore[operator]
     return figures
 
 
@@ -91,6 +154,16 @@ _DESCRIPTIONS = {
     "ingest_deltas": "deltas in the file",
     "ingest_repeats": "timed repeats after one warm-up",
     "ingest_data": "data used (../shared/data/real/hftbacktest-binance/usdm/)",
+    "cmm_predict_us_p50": "one CMM decision: all students + Hajek-MoE, numpy, batch of one (µs, median over states, median of runs)",
+    "cmm_predict_us_p99": "same, 99th percentile (µs)",
+    "cmm_predict_states": "real BTCUSDT-PERP book states (x_t on the 100 ms grid, cycled)",
+    "cmm_bundle": "bundle measured",
+    "cmm_students": "students in the bundle",
+    "teacher_ms_per_decision": "default teacher forward pass, batch of one (ms, median)",
+    "teacher_ms_per_sample_batched": "default teacher, batch of 16 (ms per sample)",
+    "teacher_model": "teacher",
+    "teacher_prompt_tokens_mean": "prompt length (tokens)",
+    "speedup": "teacher ms per decision / CMM µs per decision (same run)",
 }
 
 
@@ -117,7 +190,7 @@ def render_markdown(figures: dict[str, object]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    figures = run_bench(args.quick)
+    figures = run_bench(args.quick, Path(args.bundle) if args.bundle else None)
     if args.write_md:
         Path(args.write_md).write_text(render_markdown(figures))
     if not args.json:
@@ -139,4 +212,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (finishes faster)")
     parser.add_argument("--write-md", metavar="PATH", help="also write the figures as markdown (BENCHMARKS.md)")
+    parser.add_argument("--bundle", metavar="DIR", help="a bundle from `cmm distill`: adds CMM decision latency, teacher latency and the speedup")
     parser.set_defaults(func=_run)

@@ -1,8 +1,14 @@
 """``cmm demo``: the main job on the embedded default data, from nothing to a report.
 
-Today the pipeline is the data stage (later stages join as they land): build the synthetic
-catalog from the shipped calibration, then print what the catalog holds and how the synthetic
-market's stylized facts compare with the real capture's calibration targets.
+Stages (each prints its progress, each result lands under ``--out``):
+1. synthetic L2 market (``cmm catalog synth``), calibrated on the real BTCUSDT-PERP capture;
+2. teacher features: samples on a 100 ms grid, prompts, the default LLM's hidden states;
+3. the normalized fluorescent probe: F_task / F_data heat maps and the decomposition plan;
+4. distillation: students + Hájek-MoE + every baseline, evaluated; the bundle;
+5. the report: comparison table and chart.
+
+Backtests of CMM and the baseline market makers join this pipeline when the strategy lands.
+Synthetic data is for this demo only: results on it are not headline numbers.
 """
 
 from __future__ import annotations
@@ -12,43 +18,72 @@ import json
 import time
 from pathlib import Path
 
-from catalog.info import catalog_info, format_info
+INSTRUMENT = "BTCUSDT-PERP.SIM"
 
 
-def _stage(title: str) -> float:
-    print(f"\n== {title}", flush=True)
+def _stage(number: int, total: int, title: str) -> float:
+    print(f"\n== [{number}/{total}] {title}", flush=True)
     return time.perf_counter()
 
 
-def run_demo(out: Path, minutes: float, seed: int) -> dict[str, object]:
-    """Run every stage that exists, writing under ``out``; returns the summary also saved as JSON."""
+def run_demo(out: Path, minutes: float, seed: int, samples: int, model: str | None) -> dict[str, object]:
+    """Run every stage, writing under ``out``; returns the summary also saved as JSON."""
     from backtests.cli import main as cmm_main
+    from catalog.info import catalog_info, format_info
+    from training.distill_job import run_distill
+    from training.eval_table import write_tables
+    from training.extract_job import run_extract
+    from training.probe_job import run_probe
 
     out.mkdir(parents=True, exist_ok=True)
-    catalog_dir = out / "catalog"
-    summary: dict[str, object] = {"out": str(out.resolve()), "stages": {}}
+    catalog_dir, features_dir, probe_dir, bundle_dir = out / "catalog", out / "features", out / "probe", out / "bundle"
+    summary: dict[str, object] = {"out": str(out.resolve()), "instrument_id": INSTRUMENT, "stages": {}}
+    stages: dict[str, object] = summary["stages"]  # type: ignore[assignment]
+    total = 5
 
-    started = _stage(f"1/2 synthetic L2 market: {minutes:g} min, seed {seed} -> {catalog_dir}")
+    started = _stage(1, total, f"synthetic L2 market: {minutes:g} min, seed {seed} -> {catalog_dir}")
     if catalog_dir.exists():
         print(f"catalog already exists at {catalog_dir}; reusing it (delete it to regenerate)")
     else:
-        code = cmm_main(["catalog", "synth", "--catalog", str(catalog_dir), "--minutes", str(minutes), "--seed", str(seed)])
+        code = cmm_main(["catalog", "synth", "--catalog", str(catalog_dir), "--minutes", str(minutes), "--seed", str(seed), "--instrument-id", INSTRUMENT])
         if code:
             raise SystemExit(code)
-    summary["stages"]["synth"] = {"seconds": round(time.perf_counter() - started, 1)}  # type: ignore[index]
+    print(format_info(catalog_info(catalog_dir)))
+    stages["synth"] = {"seconds": round(time.perf_counter() - started, 1)}
 
-    started = _stage("2/2 catalog contents")
-    info = catalog_info(catalog_dir)
-    print(format_info(info))
-    summary["stages"]["info"] = {"seconds": round(time.perf_counter() - started, 1), "catalog": info}  # type: ignore[index]
+    started = _stage(2, total, f"teacher features: {samples} samples, default LLM unless --model (resumable)")
+    record = run_extract(catalog_dir, INSTRUMENT, features_dir, model=model, max_samples=samples, stain_samples=min(64, samples // 4), seed=seed)
+    print(f"teacher {record['model_id']}: {record['latency']['ms_per_decision_batch1']:.0f} ms per decision (batch of one)")
+    stages["teacher"] = {"seconds": round(time.perf_counter() - started, 1), "model_id": record["model_id"], "latency": record["latency"]}
 
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nsummary written to {out / 'demo_summary.json'}")
+    started = _stage(3, total, "normalized fluorescent probe -> F_task, F_data, plan.json")
+    probe = run_probe(features_dir, probe_dir)
+    print((probe_dir / "teacher_vs_numeric.md").read_text())
+    print("plan:", ", ".join(s["name"] for s in probe["plan"]["students"]))  # type: ignore[index]
+    stages["probe"] = {"seconds": round(time.perf_counter() - started, 1), "maps": [str(probe_dir / "f_task.png"), str(probe_dir / "f_data.png")]}
+
+    started = _stage(4, total, "distillation: students + Hajek-MoE + baselines -> bundle")
+    evaluation = run_distill([features_dir], bundle_dir, plan_path=probe_dir / "plan.json", seed=seed)
+    stages["distill"] = {
+        "seconds": round(time.perf_counter() - started, 1),
+        "cmm_us_per_decision": evaluation["inference_time_per_decision"]["cmm_hajek_moe"],
+        "bundle": str(bundle_dir),
+    }
+
+    started = _stage(5, total, "report")
+    report_md, report_png = out / "report.md", out / "report.png"
+    table = write_tables([bundle_dir], report_md, report_png)
+    print(table)
+    stages["report"] = {"seconds": round(time.perf_counter() - started, 1), "markdown": str(report_md), "chart": str(report_png)}
+
+    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"\ndone: report {report_md}, chart {report_png}, maps in {probe_dir}, bundle {bundle_dir}")
+    print("(synthetic market: a demonstration, not a result; real-data results are in docs/results.md)")
     return summary
 
 
 def _run(args: argparse.Namespace) -> int:
-    run_demo(Path(args.out), args.minutes, args.seed)
+    run_demo(Path(args.out), args.minutes, args.seed, args.samples, args.model)
     return 0
 
 
@@ -56,9 +91,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run the main job end to end on the embedded synthetic market",
-        description="Run the CMM pipeline end to end on the embedded synthetic market (no data or network needed).",
+        description=(
+            "Run the CMM pipeline end to end on the embedded synthetic market (no data or network needed): "
+            "synthetic catalog, teacher features, probe and plan, distillation with every baseline, report."
+        ),
     )
     parser.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
-    parser.add_argument("--minutes", type=float, default=10.0, help="minutes of synthetic market to generate (default: 10)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="minutes of synthetic market (default: 10)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    parser.add_argument("--samples", type=int, default=800, help="samples the teacher reads (default: 800, a few minutes on 2 CPU cores)")
+    parser.add_argument("--model", metavar="PATH", help="teacher: a local Hugging Face causal-LM folder (default: SmolLM2-135M-Instruct)")
     parser.set_defaults(func=_run)

@@ -81,7 +81,8 @@ def _run_eval_table(args: argparse.Namespace) -> int:
     from training.eval_table import write_tables
 
     try:
-        text = write_tables([Path(p) for p in args.evals], Path(args.out) if args.out else None, Path(args.png) if args.png else None)
+        command = "cmm eval-table " + " ".join(args.evals) + (f" --out {args.out}" if args.out else "") + (f" --png {args.png}" if args.png else "")
+        text = write_tables([Path(p) for p in args.evals], Path(args.out) if args.out else None, Path(args.png) if args.png else None, command)
     except (OSError, ValueError, KeyError) as exc:
         print(f"cmm eval-table: error: {exc}", file=sys.stderr)
         return 2

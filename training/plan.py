@@ -10,7 +10,8 @@ Derivation (METHOD.md section 3, as implemented; see docs/method.md):
 3. Regime split: for a task, if some regime's map differs from the pooled map by more than
    ``regime_threshold`` (mean absolute difference over layers and horizons), the task gets one
    student per regime, each on that regime's brightest group; otherwise one student for all.
-   A regime with too few validation samples has no map (NaN) and never triggers a split.
+   A regime whose map is missing (too few samples, or no layer with R2 >= 0.01: NaN) never
+   triggers a split, since a split needs every regime's map.
 
 The plan is an input of training: a user may edit ``plan.json``; ``load_plan`` refuses a plan
 that cannot be trained (unknown task or regime, layer out of range, empty or overlapping groups).
@@ -175,7 +176,7 @@ def derive_plan(
         brightness = [float(f_task[np.ix_(g, cols)].mean()) for g in groups]
         best = int(np.argmax(brightness))
         # Regimes without a map (too few validation samples: NaN) cannot justify a split.
-        present = [d for d in range(f_task_regime.shape[2]) if not np.isnan(f_task_regime[:, cols, d]).all()]
+        present = [d for d in range(f_task_regime.shape[2]) if not np.isnan(f_task_regime[:, cols, d]).any()]
         differences = [float(np.abs(f_task_regime[:, cols, d] - f_task[:, cols]).mean()) if d in present else None for d in range(f_task_regime.shape[2])]
         split = len(present) == f_task_regime.shape[2] and max(x for x in differences if x is not None) > regime_threshold
         derivation["tasks"][task] = {"group_brightness": brightness, "regime_difference": differences, "regime_split": split}  # type: ignore[index]

@@ -94,9 +94,11 @@ def _markdown_table(table: list[dict[str, object]], title: str) -> str:
 
 
 def _heatmap(ax, data: np.ndarray, xlabels: list[str], title: str, fig) -> None:
-    if np.isnan(data).all():
-        ax.text(0.5, 0.5, "too few validation samples\nin this regime", ha="center", va="center", transform=ax.transAxes)
-        data = np.zeros_like(data)
+    if np.isnan(data).any():
+        missing = np.isnan(data).all(axis=0)
+        for col in np.flatnonzero(missing):
+            ax.text(col, data.shape[0] / 2, "no signal", rotation=90, ha="center", va="center", fontsize=7, color="white")
+        data = np.nan_to_num(data)
     image = ax.imshow(data, aspect="auto", origin="lower", cmap="viridis", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(len(xlabels)))
     ax.set_xticklabels(xlabels, rotation=45, ha="right", fontsize=8)
@@ -114,7 +116,7 @@ def plot_maps(out: Path, f_task: np.ndarray, f_task_regime: np.ndarray, f_data: 
     fig, axes = plt.subplots(1, 1 + f_task_regime.shape[2], figsize=(4.2 * (1 + f_task_regime.shape[2]), 5.2), constrained_layout=True)
     _heatmap(axes[0], f_task, targets, f"F_task[l, t] (all regimes)\n{model_id}", fig)
     for d in range(f_task_regime.shape[2]):
-        _heatmap(axes[d + 1], f_task_regime[:, :, d], targets, f"F_task[l, t, d={REGIME_NAMES[d]} vol] (n_val={regime_counts[d]})", fig)
+        _heatmap(axes[d + 1], f_task_regime[:, :, d], targets, f"F_task[l, t, d={REGIME_NAMES[d]} vol] (n={regime_counts[d]}, out of fold)", fig)
     fig.savefig(out / "f_task.png", dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6.5, 5.2), constrained_layout=True)
@@ -164,7 +166,7 @@ def run_probe(features_dir: str | Path, out: str | Path, n_groups: int = 3, regi
                 "regimes": list(REGIME_NAMES),
                 "F_task": task_probe.f_task.tolist(),
                 "F_task_regime": np.where(np.isnan(task_probe.f_task_regime), None, task_probe.f_task_regime).tolist(),
-                "regime_val_counts": task_probe.regime_counts.tolist(),
+                "regime_counts_out_of_fold": task_probe.regime_counts.tolist(),
                 "r2_val": task_probe.r2_val.tolist(),
                 "r2_val_regime": task_probe.r2_val_regime.tolist(),
                 "best_layer": task_probe.best_layer.tolist(),

@@ -39,6 +39,36 @@ class RidgeModel:
         return ((x - self.x_mean) / self.x_scale) @ self.coef + self.y_mean
 
 
+@dataclass
+class _Decomposition:
+    """Standardization of x and centring of y on the training rows, and the SVD of the result."""
+
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    y_mean: np.ndarray
+    s: np.ndarray
+    vt: np.ndarray
+    uty: np.ndarray  # U^T (y - y_mean)
+
+    @classmethod
+    def of(cls, x_train: np.ndarray, y_train: np.ndarray) -> _Decomposition:
+        x_train = np.asarray(x_train, dtype=np.float64)
+        y_train = np.asarray(y_train, dtype=np.float64).reshape(len(x_train), -1)
+        x_mean = x_train.mean(axis=0)
+        x_scale = x_train.std(axis=0)
+        x_scale = np.where(x_scale > 1e-12, x_scale, 1.0)
+        y_mean = y_train.mean(axis=0)
+        u, s, vt = np.linalg.svd((x_train - x_mean) / x_scale, full_matrices=False)
+        return cls(x_mean, x_scale, y_mean, s, vt, u.T @ (y_train - y_mean))
+
+    def rotate(self, x: np.ndarray) -> np.ndarray:
+        """Rows of ``x`` standardized and expressed in the right singular basis."""
+        return ((np.asarray(x, dtype=np.float64) - self.x_mean) / self.x_scale) @ self.vt.T
+
+    def shrink(self, alpha: float, n: int) -> np.ndarray:
+        return self.s / (self.s**2 + alpha * n)
+
+
 def fit_ridge(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -47,32 +77,33 @@ def fit_ridge(
     alphas: tuple[float, ...] = DEFAULT_ALPHAS,
 ) -> RidgeModel:
     """Fit on train; per target pick the penalty with the best validation R2."""
-    x_train = np.asarray(x_train, dtype=np.float64)
-    y_train = np.asarray(y_train, dtype=np.float64).reshape(len(x_train), -1)
+    dec = _Decomposition.of(x_train, y_train)
     y_val = np.asarray(y_val, dtype=np.float64).reshape(len(x_val), -1)
-    x_mean = x_train.mean(axis=0)
-    x_scale = x_train.std(axis=0)
-    x_scale = np.where(x_scale > 1e-12, x_scale, 1.0)
-    xs = (x_train - x_mean) / x_scale
-    xv = (np.asarray(x_val, dtype=np.float64) - x_mean) / x_scale
-    y_mean = y_train.mean(axis=0)
-    yc = y_train - y_mean
-    u, s, vt = np.linalg.svd(xs, full_matrices=False)
-    uty = u.T @ yc  # [k, targets]
-    xv_v = xv @ vt.T  # [n_val, k]
-    n = len(xs)
-    best_r2 = np.full(y_train.shape[1], -np.inf)
-    best_alpha = np.zeros(y_train.shape[1])
-    best_coef = np.zeros((xs.shape[1], y_train.shape[1]))
+    xv_v = dec.rotate(x_val)
+    n = len(np.asarray(x_train))
+    n_targets = dec.uty.shape[1]
+    best_r2 = np.full(n_targets, -np.inf)
+    best_alpha = np.zeros(n_targets)
+    best_coef = np.zeros((dec.vt.shape[1], n_targets))
     for alpha in alphas:
-        shrink = s / (s**2 + alpha * n)
-        z = shrink[:, None] * uty
-        r2 = r2_score(y_val, xv_v @ z + y_mean, y_mean)
+        z = dec.shrink(alpha, n)[:, None] * dec.uty
+        r2 = r2_score(y_val, xv_v @ z + dec.y_mean, dec.y_mean)
         r2 = np.where(np.isnan(r2), -np.inf, r2)
         better = r2 > best_r2
         if better.any():
-            coef = vt.T @ z
+            coef = dec.vt.T @ z
             best_coef[:, better] = coef[:, better]
             best_r2[better] = r2[better]
             best_alpha[better] = alpha
-    return RidgeModel(x_mean, x_scale, y_mean, best_coef, best_alpha, best_r2)
+    return RidgeModel(dec.x_mean, dec.x_scale, dec.y_mean, best_coef, best_alpha, best_r2)
+
+
+def ridge_fixed_alpha(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Predictions on ``x_test`` of ridge fits with a given penalty per target (no selection)."""
+    dec = _Decomposition.of(x_train, y_train)
+    xt_v = dec.rotate(x_test)
+    n = len(np.asarray(x_train))
+    out = np.empty((len(xt_v), dec.uty.shape[1]))
+    for t, alpha in enumerate(alphas):
+        out[:, t] = xt_v @ (dec.shrink(alpha, n) * dec.uty[:, t]) + dec.y_mean[t]
+    return out
