@@ -42,7 +42,7 @@ from nautilus_trader.model.objects import Price, Quantity
 
 from catalog.errors import IngestError
 from catalog.formats import IngestOptions, IngestResult
-from catalog.tardis import (
+from catalog.streams import (
     DeltaStream,
     LevelBook,
     TradeStream,

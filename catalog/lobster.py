@@ -30,7 +30,7 @@ from nautilus_trader.model.objects import Price, Quantity
 
 from catalog.errors import IngestError
 from catalog.formats import IngestOptions, IngestResult
-from catalog.tardis import DeltaStream, LevelBook, TradeStream, first_ts, validate_and_merge
+from catalog.streams import DeltaStream, LevelBook, TradeStream, first_ts, validate_and_merge
 from catalog.validation import ValidationPolicy
 
 VENUE = "XNAS"

@@ -19,7 +19,7 @@ from catalog.binance_ws import parse_fixed, read_binance_ws
 from catalog.errors import IngestError
 from catalog.formats import IngestOptions
 from catalog.validation import F_LAST, F_SNAPSHOT, ValidationPolicy
-from tests.binance_capture import T0_NS, diff_line, simple_capture_lines, snapshot_line, trade_line, write_capture
+from tests.binance_capture import T0_NS, diff_line, simple_capture_lines, snapshot_line, write_capture
 
 
 def _read(path: Path, repair: bool = False):

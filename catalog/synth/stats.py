@@ -214,7 +214,6 @@ def trade_arrays(trades: list[TradeTick], tick: float | None = None) -> TradeArr
         empty = np.zeros(0, dtype=np.int64)
         return TradeArrays(empty, empty, empty, np.zeros(0), empty)
     price_prec = trades[0].price.precision
-    size_prec = trades[0].size.precision
     tick_raw = _unit(price_prec) if tick is None else round(tick * 10**FIXED_PRECISION)
     rows = [(t.ts_init, t.ts_event, t.price.raw // tick_raw, t.size.raw, 1 if t.aggressor_side == AggressorSide.BUYER else -1) for t in trades]
     ts, ts_event, price, size, side = (np.asarray(c, dtype=np.int64) for c in zip(*rows))
