@@ -1,4 +1,4 @@
-"""Replay a catalog through Nautilus' own ``OrderBook`` and the runtime feature code.
+"""Replay a catalog through the runtime's book levels and feature code.
 
 Owns the event loop that turns catalog data into (a) ``x_t`` on a fixed time grid, computed by
 ``cmm_strategy.features`` exactly as the strategy computes it, and (b) per-batch series (mid,
@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from nautilus_trader.model.book import OrderBook
-from nautilus_trader.model.enums import AggressorSide, BookType, RecordFlag
-from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.model.enums import AggressorSide, RecordFlag
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from tqdm import tqdm
 
 from catalog.errors import CatalogError
 from catalog.instruments import order_step
+from cmm_strategy.book_levels import BookLevels
 from cmm_strategy.features import FeatureSpec, FeatureState
 
 F_LAST = int(RecordFlag.F_LAST)
@@ -52,18 +51,6 @@ def load_instrument(catalog: ParquetDataCatalog, instrument_id: str) -> Instrume
     return instruments[0]
 
 
-def book_levels(book: OrderBook, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Best-first (price, size) arrays of the top ``depth`` levels per side."""
-    bids = book.bids()[:depth]
-    asks = book.asks()[:depth]
-    return (
-        np.array([lv.price.as_double() for lv in bids]),
-        np.array([lv.size() for lv in bids]),
-        np.array([lv.price.as_double() for lv in asks]),
-        np.array([lv.size() for lv in asks]),
-    )
-
-
 def _aggressor_sign(side: AggressorSide) -> int:
     return 1 if side == AggressorSide.BUYER else -1 if side == AggressorSide.SELLER else 0
 
@@ -88,7 +75,7 @@ def replay_catalog(
     multiplier = float(instrument.multiplier)
     inverse = bool(getattr(instrument, "is_inverse", False))
 
-    book = OrderBook(InstrumentId.from_str(instrument_id), BookType.L2_MBP)
+    book = BookLevels()
     state = FeatureState(spec, tick=tick, lot=lot)
     grid_rows: list[np.ndarray] = []
     grid_times: list[int] = []
@@ -111,7 +98,7 @@ def replay_catalog(
         if next_grid is None:
             return
         if next_grid < ts:
-            state.set_levels(*book_levels(book, spec.levels))
+            state.set_levels(*book.top(spec.levels))
         while next_grid < ts:
             grid_times.append(next_grid)
             grid_rows.append(state.write(next_grid, out).copy())
@@ -125,12 +112,12 @@ def replay_catalog(
             state.on_trade(int(trade_ts[ti]), float(trade_sz[ti]), int(trade_sign[ti]))
             ti += 1
         emit_until(ts)
-        book.apply_delta(delta)
+        book.apply(delta)
         if delta.flags & F_LAST:
-            bid, ask = book.best_bid_price(), book.best_ask_price()
-            if bid is not None and ask is not None:
-                pb, pa = bid.as_double(), ask.as_double()
-                state.on_top(ts, pb, book.best_bid_size().as_double(), pa, book.best_ask_size().as_double())
+            best = book.best()
+            if best is not None:
+                pb, qb, pa, qa = best
+                state.on_top(ts, pb, qb, pa, qa)
                 book_ts.append(ts)
                 book_mid.append(0.5 * (pb + pa))
                 book_spread.append(pa - pb)
