@@ -56,7 +56,7 @@ class TaskProbe:
             f = normalize_rows_by_max(self.r2_val_regime[:, :, d])
             if self.regime_counts[d] < MIN_REGIME_SAMPLES:
                 f[:] = np.nan
-            f[:, np.nanmax(self.r2_val_regime[:, :, d], axis=0) < MIN_SIGNAL_R2] = np.nan
+            f[:, np.nan_to_num(self.r2_val_regime[:, :, d], nan=-np.inf).max(axis=0) < MIN_SIGNAL_R2] = np.nan
             maps.append(f)
         return np.stack(maps, axis=2)
 

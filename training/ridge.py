@@ -83,7 +83,7 @@ def fit_ridge(
     n = len(np.asarray(x_train))
     n_targets = dec.uty.shape[1]
     best_r2 = np.full(n_targets, -np.inf)
-    best_alpha = np.zeros(n_targets)
+    best_alpha = np.full(n_targets, float(max(alphas)))  # kept when no penalty scores (constant target)
     best_coef = np.zeros((dec.vt.shape[1], n_targets))
     for alpha in alphas:
         z = dec.shrink(alpha, n)[:, None] * dec.uty
