@@ -113,6 +113,9 @@ class CMMBundle:
         target_scale = np.tile(self.y_scale, k) * k
         terms_w = s * beta * target_scale
         terms_b = -(self.u_mean.reshape(-1) @ beta) * target_scale
+        # Reorder the term columns to t*K + j, the layout of the gate logits, so both reshape to [T, K].
+        order = np.array([j * n_t + t for t in range(n_t) for j in range(k)])
+        terms_w, terms_b = terms_w[:, order], terms_b[order]
         v = np.transpose(self.gate_v, (1, 0, 2)).reshape(d, n_t * k)  # [D, T*K], column t*K + j
         gate_w = np.tile(v, (k, 1)) * (s / k)
         self._out_w = np.concatenate([terms_w, gate_w], axis=1)
@@ -120,24 +123,52 @@ class CMMBundle:
         self._split = k * n_t
         self._base = self.moe_y_mean * self.y_scale + self.y_mean
         self._n_targets = n_t
+        # Buffers of the single-decision path; the views alias ``_out_buf``.
+        self._buffers = [np.empty(w.shape[1]) for w in self._w]
+        self._phase_buf = np.empty(self._phase_w.shape[1])
+        self._out_buf = np.empty(self._out_w.shape[1])
+        self._terms_view = self._out_buf[: self._split].reshape(n_t, k)
+        self._logits_view = self._out_buf[self._split :].reshape(n_t, k)
+        self._weighted_buf = np.empty((n_t, k))
 
     # -- forward -----------------------------------------------------------------------------
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Raw ``x_t`` [dim] or [n, dim] -> predictions in target units [T] or [n, T]."""
+        if x.ndim == 1:
+            return self._predict_one(x)
         h = x @ self._w[0] + self._b[0]
         for w, b in zip(self._w[1:], self._b[1:]):
             np.maximum(h, 0.0, out=h)
             h = h @ w + b
         np.maximum(h, 0.0, out=h)
-        c = np.cos(h @ self._phase_w + self._phase_b)
-        o = c @ self._out_w + self._out_b
-        lead = o.shape[:-1]
-        terms = o[..., : self._split].reshape(*lead, self.k, self._n_targets)
-        logits = o[..., self._split :].reshape(*lead, self._n_targets, self.k)
-        gate = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        weighted = (gate * np.swapaxes(terms, -1, -2)).sum(axis=-1)
-        return self._base + weighted / gate.sum(axis=-1)
+        o = np.cos(h @ self._phase_w + self._phase_b) @ self._out_w + self._out_b
+        terms = o[:, : self._split].reshape(-1, self._n_targets, self.k)
+        logits = o[:, self._split :].reshape(-1, self._n_targets, self.k)
+        gate = np.exp(logits - logits.max(axis=(-2, -1), keepdims=True))
+        return self._base + (gate * terms).sum(axis=-1) / gate.sum(axis=-1)
+
+    def _predict_one(self, x: np.ndarray) -> np.ndarray:
+        """The hot path: one decision, written into preallocated buffers (no allocation but the result)."""
+        bufs = self._buffers
+        h = np.matmul(x, self._w[0], out=bufs[0])
+        h += self._b[0]
+        for i, (w, b) in enumerate(zip(self._w[1:], self._b[1:]), start=1):
+            np.maximum(h, 0.0, out=h)
+            h = np.matmul(h, w, out=bufs[i])
+            h += b
+        np.maximum(h, 0.0, out=h)
+        phase = np.matmul(h, self._phase_w, out=self._phase_buf)
+        phase += self._phase_b
+        np.cos(phase, out=phase)
+        o = np.matmul(phase, self._out_w, out=self._out_buf)
+        o += self._out_b
+        logits = self._logits_view
+        logits -= logits.max()
+        np.exp(logits, out=logits)
+        weighted = self._weighted_buf
+        np.multiply(logits, self._terms_view, out=weighted)
+        return self._base + weighted.sum(axis=1) / logits.sum(axis=1)
 
     def student_representations(self, x: np.ndarray) -> list[np.ndarray]:
         xs = (np.atleast_2d(x) - self.x_mean) / self.x_scale

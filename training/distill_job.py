@@ -286,6 +286,7 @@ def run_distill(
     timing["teacher_best_layer"] = {"us_p50": teacher_ms * 1000.0, "us_p99": None, "source": "extract.json, batch of one, measured by cmm teacher extract"}
 
     evaluation = {
+        "command": "cmm distill --features " + " ".join(str(f) for f in features_dirs) + f" --out {out}" + (f" --plan {plan_path}" if plan_path else "") + f" --seed {seed}",
         "features": [str(Path(f)) for f in features_dirs],
         "instruments": [m["instrument_id"] for m in pooled.meta],
         "seed": seed,

@@ -35,6 +35,8 @@ def markdown_table(evaluations: list[dict], names: list[str]) -> str:
     for evaluation, name in zip(evaluations, names):
         targets = evaluation["targets"]
         out.append(f"### {', '.join(evaluation['instruments'])} ({name}; n_eval={evaluation['n_eval']}, seed {evaluation['seed']})\n")
+        if evaluation.get("command"):
+            out.append(f"Made by `{evaluation['command']}` ({evaluation.get('seconds', '?')} s; students: {', '.join(evaluation.get('plan_students', []))}).\n")
         header = "| model | µs/decision | " + " | ".join(f"{t} R2 / IC ± se / IC vs teacher" for t in targets) + " |"
         out += [header, "|" + "---|" * (len(targets) + 2)]
         models = [m for m in ORDER if m in evaluation["models"]] + [m for m in evaluation["models"] if m not in ORDER]

@@ -32,7 +32,7 @@ from torch import nn
 @dataclass(frozen=True)
 class HajekConfig:
     common_dim: int = 16  # d
-    rff_dim: int = 64  # D
+    rff_dim: int = 32  # D (32 features keep one decision under 20 µs on 2 cores; see BENCHMARKS.md)
     lr: float = 1e-2
     weight_decay: float = 1e-4
     max_epochs: int = 600
