@@ -111,6 +111,21 @@ def _hidden_rows(pooled: Pooled) -> np.ndarray:
     return out
 
 
+def _pooled_overlap(pooled: Pooled, rows: np.ndarray, horizon_s: float) -> float:
+    """Share of non-overlapping target windows among ``rows``, instrument by instrument.
+
+    Pooled captures share wall-clock time, so spacing must be measured within each instrument:
+    ``sum_i n_i min(1, spacing_i / H) / sum_i n_i``.
+    """
+    weighted, total = 0.0, 0
+    for instrument in np.unique(pooled.instrument[rows]):
+        ts = np.sort(pooled.ts[rows & (pooled.instrument == instrument)])
+        spacing = float(np.median(np.diff(ts))) / 1e9 if len(ts) > 1 else horizon_s
+        weighted += len(ts) * min(1.0, spacing / horizon_s)
+        total += len(ts)
+    return weighted / total if total else 1.0
+
+
 def _time_numpy(fn, x: np.ndarray, repeats: int = 2000) -> dict[str, float]:
     """Per-decision wall time of ``fn(x)`` for a batch of one: median and p99 in microseconds."""
     for _ in range(200):
@@ -262,12 +277,10 @@ def run_distill(
 
     eval_rows = test & pooled.read
     results: dict[str, dict[str, dict[str, float]]] = {}
-    spacing = float(np.median(np.diff(np.sort(pooled.ts[eval_rows])))) / 1e9 if eval_rows.sum() > 1 else 1.0
     for name, pred in predictions.items():
         results[name] = {}
         for t, target in enumerate(targets):
-            horizon = float(target.rsplit("_", 1)[1].rstrip("s"))
-            overlap = min(1.0, spacing / horizon)
+            overlap = _pooled_overlap(pooled, eval_rows, float(target.rsplit("_", 1)[1].rstrip("s")))
             y_true = pooled.y[eval_rows, t]
             truth = prediction_metrics(y_true, pred[eval_rows, t], float(pooled.y[train, t].mean()), overlap)
             vs_teacher = prediction_metrics(teacher_pred[eval_rows, t], pred[eval_rows, t], float(np.nanmean(teacher_pred[read_train, t])), overlap)
