@@ -5,11 +5,21 @@ complete batch (``F_LAST``) it updates ``FeatureState`` exactly as training did,
 (numpy), turns the predictions into quotes with the pure ``quote`` function, and requotes only
 when a price moved by ``requote_ticks`` or a size by ``requote_size_fraction``.
 
-Not yet here (issue 5 continues): latency charging, the kill switch and notional limits, the
-order-rate limit, multi-level order management and the baseline strategies.
+Risk and realism (METHOD.md section 8): a decision made at event time t with compute cost c
+(measured, or ``decision_latency_us``) reaches the venue at t + c: the orders are sent from a clock
+alert at t + c, and book updates that arrive while the strategy is still computing get no decision
+of their own (a single-threaded strategy would be busy). A timer cancels the quotes when the book is
+older than ``stale_book_ms``; a loss beyond ``max_loss`` cancels everything, optionally flattens,
+and stops quoting for good (kill switch). NaN/inf predictions and crossed books produce no quotes
+and cancel the resting ones (``quote``).
+
+Not yet here (issue 5 continues): notional limits, the order-rate limit, multi-level order
+management and the baseline strategies.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 from nautilus_trader.config import StrategyConfig
@@ -49,6 +59,16 @@ class CMMStrategyConfig(StrategyConfig, frozen=True):
         Replace a resting order only when the desired price moved by at least this many ticks.
     requote_size_fraction : float, default 0.5
         ... or when the desired size differs by more than this fraction.
+    decision_latency_us : float, optional
+        Compute cost charged per decision in simulated time; default: the measured wall time.
+    charge_latency : bool, default True
+        Delay order actions by the decision's cost (False: act at the event time, for comparison).
+    stale_book_ms : int, default 2000
+        Cancel the quotes (and make no new ones) when the last book update is older than this.
+    max_loss : float, optional
+        Kill switch: total PnL (quote currency) below ``-max_loss`` cancels all orders and stops quoting.
+    flatten_on_kill : bool, default True
+        When the kill switch fires, also close the position with a market order.
     """
 
     instrument_id: InstrumentId
@@ -64,6 +84,11 @@ class CMMStrategyConfig(StrategyConfig, frozen=True):
     size_fraction: float = 0.05
     requote_ticks: int = 1
     requote_size_fraction: float = 0.5
+    decision_latency_us: float | None = None
+    charge_latency: bool = True
+    stale_book_ms: int = 2000
+    max_loss: float | None = None
+    flatten_on_kill: bool = True
 
 
 class CMMStrategy(Strategy):
@@ -79,6 +104,13 @@ class CMMStrategy(Strategy):
         self._orders: dict[OrderSide, LimitOrder | None] = {OrderSide.BUY: None, OrderSide.SELL: None}
         self.decisions = 0
         self.quote_updates = 0
+        self.busy_until_ns = 0
+        self.last_book_ns = 0
+        self.killed = False
+        self.stale = False
+        self.decision_costs_ns: list[int] = []
+        self.order_decision_ns: dict[str, int] = {}  # client order id -> event time of its decision
+        self._pending: tuple[int, object] | None = None
 
     def on_start(self) -> None:
         config = self.config
@@ -108,6 +140,8 @@ class CMMStrategy(Strategy):
         )
         self.subscribe_order_book_deltas(config.instrument_id, BookType.L2_MBP)
         self.subscribe_trade_ticks(config.instrument_id)
+        check_ns = max(config.stale_book_ms, 1) * 1_000_000 // 4
+        self.clock.set_timer_ns("cmm-stale-book", check_ns, 0, 0, self._check_stale)
 
     def on_trade_tick(self, tick: TradeTick) -> None:
         if self.features is None:
@@ -125,16 +159,20 @@ class CMMStrategy(Strategy):
             complete = bool(delta.flags & F_LAST)
         if not complete:
             return
+        ts = deltas.ts_init
+        self.last_book_ns = ts
         best = self.levels.best()
         if best is None:
             return
-        ts = deltas.ts_init
         bid, bid_size, ask, ask_size = best
         self.features.on_top(ts, bid, bid_size, ask, ask_size)
+        if self.killed or ts < self.busy_until_ns:
+            return  # killed, or still computing the previous decision
+        self.stale = False
+        started = time.perf_counter_ns()
         self.features.set_levels(*self.levels.top(self.bundle.spec.levels))
         x = self.features.write(ts, self._x)
         prediction = self.bundle.predict(x)
-        self.decisions += 1
         position = self.portfolio.net_position(self.config.instrument_id)
         quotes = quote(
             0.5 * (bid + ask),
@@ -148,12 +186,57 @@ class CMMStrategy(Strategy):
             float(position),
             self.params,
         )
+        measured = time.perf_counter_ns() - started
+        cost = int(self.config.decision_latency_us * 1000) if self.config.decision_latency_us is not None else measured
+        self.decisions += 1
+        self.decision_costs_ns.append(measured)
+        if not self.config.charge_latency or cost <= 0:
+            self._act(ts, quotes)
+            return
+        self.busy_until_ns = ts + cost
+        self._pending = (ts, quotes)
+        self.clock.set_time_alert_ns(f"cmm-decision-{self.decisions}", ts + cost, self._on_decision_ready)
+
+    def _on_decision_ready(self, event) -> None:
+        if self._pending is None:
+            return
+        ts, quotes = self._pending
+        self._pending = None
+        if not self.killed and not self.stale:
+            self._act(ts, quotes)  # type: ignore[arg-type]
+
+    def _act(self, decision_ns: int, quotes) -> None:
+        if self._check_kill():
+            return
         if quotes.cancel_all:
             self._cancel_side(OrderSide.BUY)
             self._cancel_side(OrderSide.SELL)
             return
-        self._requote(OrderSide.BUY, quotes.bids[0] if quotes.bids else None)
-        self._requote(OrderSide.SELL, quotes.asks[0] if quotes.asks else None)
+        self._requote(OrderSide.BUY, quotes.bids[0] if quotes.bids else None, decision_ns)
+        self._requote(OrderSide.SELL, quotes.asks[0] if quotes.asks else None, decision_ns)
+
+    # -- risk --------------------------------------------------------------------------------
+
+    def _check_stale(self, event) -> None:
+        if self.last_book_ns and self.clock.timestamp_ns() - self.last_book_ns > self.config.stale_book_ms * 1_000_000 and not self.stale:
+            self.stale = True
+            self._cancel_side(OrderSide.BUY)
+            self._cancel_side(OrderSide.SELL)
+
+    def _check_kill(self) -> bool:
+        if self.killed:
+            return True
+        if self.config.max_loss is None:
+            return False
+        pnl = self.portfolio.total_pnl(self.config.instrument_id)
+        if pnl is None or pnl.as_double() >= -self.config.max_loss:
+            return False
+        self.killed = True
+        self.log.warning(f"kill switch: total PnL {pnl} below -{self.config.max_loss}; cancelling and stopping quotes")
+        self.cancel_all_orders(self.config.instrument_id)
+        if self.config.flatten_on_kill:
+            self.close_all_positions(self.config.instrument_id)
+        return True
 
     # -- order management ------------------------------------------------------------------
 
@@ -163,7 +246,10 @@ class CMMStrategy(Strategy):
             self.cancel_order(order)
         self._orders[side] = None
 
-    def _requote(self, side: OrderSide, desired: Quote | None) -> None:
+    def on_order_filled(self, event) -> None:
+        self._check_kill()
+
+    def _requote(self, side: OrderSide, desired: Quote | None, decision_ns: int) -> None:
         order = self._orders[side]
         if order is not None and order.is_closed:
             order = self._orders[side] = None
@@ -187,8 +273,10 @@ class CMMStrategy(Strategy):
         )
         self._orders[side] = new
         self.quote_updates += 1
+        self.order_decision_ns[new.client_order_id.value] = decision_ns
         self.submit_order(new)
 
     def on_stop(self) -> None:
+        self.clock.cancel_timers()
         self.cancel_all_orders(self.config.instrument_id)
         self.close_all_positions(self.config.instrument_id)

@@ -8,14 +8,16 @@ import pytest
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
 from nautilus_trader.config import LoggingConfig
 from nautilus_trader.model.currencies import USDT
-from nautilus_trader.model.enums import AccountType, BookType, OmsType
+from nautilus_trader.model.book import OrderBook
+from nautilus_trader.model.data import BookOrder, OrderBookDelta
+from nautilus_trader.model.enums import AccountType, BookAction, BookType, OmsType, OrderSide
 from nautilus_trader.model.identifiers import Venue
-from nautilus_trader.model.objects import Money
+from nautilus_trader.model.objects import Money, Quantity
 
 from catalog.binance_ws import read_binance_ws
 from catalog.formats import IngestOptions
 from catalog.realdata import capture_paths, missing_reason
-from catalog.validation import F_LAST
+from catalog.validation import F_LAST, F_SNAPSHOT
 from cmm_strategy.strategy import CMMStrategy, CMMStrategyConfig
 from tests.quick_bundle import build_quick_bundle
 
@@ -26,10 +28,23 @@ if missing_reason():
 START = 100_000
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    bundle = build_quick_bundle(tmp_path_factory.mktemp("bundle"))
-    data = read_binance_ws(capture_paths("BTCUSDT-PERP.BINANCE"), IngestOptions())
+def _snapshot_at(deltas, ts):
+    """CLEAR + ADDs of the true book just before ``ts``, flagged as one snapshot batch."""
+    book = OrderBook(deltas[0].instrument_id, BookType.L2_MBP)
+    for delta in deltas:
+        if delta.ts_init >= ts:
+            break
+        book.apply_delta(delta)
+    iid = deltas[0].instrument_id
+    batch = [OrderBookDelta.clear(iid, 0, ts, ts)]
+    for side, levels in ((OrderSide.BUY, book.bids()), (OrderSide.SELL, book.asks())):
+        batch += [OrderBookDelta(iid, BookAction.ADD, BookOrder(side, lv.price, Quantity(lv.size(), deltas[1].order.size.precision), 0), F_SNAPSHOT, 0, ts, ts) for lv in levels]
+    last = batch[-1]
+    batch[-1] = OrderBookDelta(iid, last.action, last.order, F_SNAPSHOT | F_LAST, 0, ts, ts)
+    return batch
+
+
+def _run_engine(bundle, data, deltas=None, **config):
     engine = BacktestEngine(config=BacktestEngineConfig(logging=LoggingConfig(log_level="ERROR")))
     engine.add_venue(
         venue=Venue("BINANCE"),
@@ -41,19 +56,93 @@ def run(tmp_path_factory):
     )
     instrument = data.instruments[0]
     engine.add_instrument(instrument)
-    engine.add_data(data.deltas)
+    engine.add_data(data.deltas if deltas is None else deltas)
     engine.add_data(data.trades)
-    strategy = CMMStrategy(CMMStrategyConfig(instrument_id=instrument.id, bundle_path=str(bundle)))
+    strategy = CMMStrategy(CMMStrategyConfig(instrument_id=instrument.id, bundle_path=str(bundle), **config))
     engine.add_strategy(strategy)
     engine.run()
+    return engine, strategy
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    bundle = build_quick_bundle(tmp_path_factory.mktemp("bundle"))
+    return bundle, read_binance_ws(capture_paths("BTCUSDT-PERP.BINANCE"), IngestOptions())
+
+
+@pytest.fixture(scope="module")
+def run(market):
+    bundle, data = market
+    engine, strategy = _run_engine(bundle, data)
     batches = sum(1 for d in data.deltas if d.flags & F_LAST)
-    yield engine, strategy, instrument, batches
+    yield engine, strategy, data.instruments[0], batches
     engine.dispose()
 
 
-def test_one_decision_per_complete_batch(run):
+def test_measured_compute_cost_is_charged_and_skips_batches_while_busy(run):
     _, strategy, _, batches = run
-    assert strategy.decisions == batches
+    assert 0 < strategy.decisions <= batches
+    assert min(strategy.decision_costs_ns) > 0
+
+
+def test_without_latency_charging_every_complete_batch_gets_a_decision(market):
+    bundle, data = market
+    engine, strategy = _run_engine(bundle, data, charge_latency=False)
+    assert strategy.decisions == sum(1 for d in data.deltas if d.flags & F_LAST)
+    engine.dispose()
+
+
+def test_orders_reach_the_venue_exactly_the_charged_latency_after_the_decision(market):
+    bundle, data = market
+    latency_ns = 200_000_000
+    engine, strategy = _run_engine(bundle, data, decision_latency_us=latency_ns / 1000)
+    quotes = [o for o in engine.cache.orders() if o.is_post_only]
+    assert quotes
+    for order in quotes:
+        assert order.ts_init - strategy.order_decision_ns[order.client_order_id.value] == latency_ns
+    span_s = (data.deltas[-1].ts_init - data.deltas[0].ts_init) / 1e9
+    assert strategy.decisions <= span_s / 0.2 + 1  # busy for 200 ms after each decision
+    engine.dispose()
+
+
+def test_kill_switch_cancels_flattens_and_stops_quoting(market):
+    bundle, data = market
+    engine, strategy = _run_engine(bundle, data, max_loss=0.5)
+    assert strategy.killed
+    fills = engine.trader.generate_order_fills_report()
+    quotes = [o for o in engine.cache.orders() if o.is_post_only]
+    kill_ns = max(o.ts_last for o in engine.cache.orders() if not o.is_post_only)  # the flattening order
+    assert all(o.ts_init <= kill_ns for o in quotes)
+    assert all(not o.is_open for o in engine.cache.orders())
+    assert sum(float(p.signed_qty) for p in engine.cache.positions()) == 0
+    assert len(fills) > 0
+    engine.dispose()
+
+
+def test_stale_book_guard_cancels_quotes_during_a_feed_gap(market):
+    """Cut 20 s out of the book feed (then re-snapshot, as a live client does after a gap): within the
+    stale limit (1 s) plus one check interval (0.25 s) after the last book update no quote rests, and
+    quoting resumes when the feed returns."""
+    bundle, data = market
+    start = data.deltas[0].ts_init + 60 * 1_000_000_000
+    end = start + 20 * 1_000_000_000
+    before = [d for d in data.deltas if d.ts_init < start]
+    after = [d for d in data.deltas if d.ts_init >= end]
+    kept = before + _snapshot_at(data.deltas, after[0].ts_init) + after
+    engine, strategy = _run_engine(bundle, data, deltas=kept, stale_book_ms=1000)
+    last_book_before_gap = max(d.ts_init for d in kept if d.ts_init < start)
+    checkpoint = last_book_before_gap + 1_300_000_000
+    quotes = [o for o in engine.cache.orders() if o.is_post_only]
+    resting_at_checkpoint = [o for o in quotes if o.ts_init <= checkpoint and (o.is_open or o.ts_last > checkpoint)]
+    assert resting_at_checkpoint == []
+    assert any(o.ts_init >= end for o in quotes)  # quoting resumed after the gap
+    assert strategy.decisions > 0
+    engine.dispose()
+
+
+def test_every_post_only_order_is_a_counted_quote_update(run):
+    engine, strategy, _, _ = run
+    assert strategy.quote_updates == len([o for o in engine.cache.orders() if o.is_post_only])
 
 
 def test_quotes_are_post_only_on_the_grid_and_fill(run):
