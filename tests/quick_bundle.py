@@ -15,8 +15,14 @@ from training.hajek import HajekConfig
 from training.students import StudentConfig
 
 
+QUICK_STUDENTS = StudentConfig(max_epochs=15, patience=5)
+QUICK_MOE = HajekConfig(max_epochs=40, patience=10)
+
+
 def build_quick_bundle(folder: Path) -> Path:
-    """Ingest a made-up market, extract with a tiny model, distill quickly; returns the bundle dir."""
+    """Ingest a made-up market, extract with a tiny model, distill quickly; returns the bundle dir.
+
+    The features are in ``folder / "features"`` and ``eval.json`` in the bundle."""
     result = read_binance_ws([_staircase_capture(folder / "stairs.gz", seconds=150)], IngestOptions())
     write_result(result, folder / "catalog")
     model = build_tiny_model(folder / "tiny", max_positions=512)
@@ -25,5 +31,5 @@ def build_quick_bundle(folder: Path) -> Path:
          "--model", str(model), "--max-samples", "400", "--stain-samples", "8", "--json"],
     )
     assert code == 0
-    run_distill([folder / "features"], folder / "bundle", seed=3, student_config=StudentConfig(max_epochs=15, patience=5), moe_config=HajekConfig(max_epochs=40, patience=10), progress=False)
+    run_distill([folder / "features"], folder / "bundle", seed=3, student_config=QUICK_STUDENTS, moe_config=QUICK_MOE, progress=False)
     return folder / "bundle"

@@ -11,33 +11,15 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from backtests.cli import main as cmm
-from catalog.binance_ws import read_binance_ws
-from catalog.formats import IngestOptions
-from catalog.ingest import write_result
 from cmm_strategy.bundle import BundleError, load_bundle, sha256_file
-from tests.test_samples import _staircase_capture
-from tests.tiny_models import build_tiny_model
+from tests.quick_bundle import QUICK_MOE, QUICK_STUDENTS, build_quick_bundle
 from training.distill_job import pool_features, run_distill
-from training.hajek import HajekConfig
-from training.students import StudentConfig
-
-QUICK_STUDENTS = StudentConfig(max_epochs=15, patience=5)
-QUICK_MOE = HajekConfig(max_epochs=40, patience=10)
-
 
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distill")
-    result = read_binance_ws([_staircase_capture(folder / "stairs.gz", seconds=150)], IngestOptions())
-    write_result(result, folder / "catalog")
-    model = build_tiny_model(folder / "tiny", max_positions=512)
-    code = cmm(
-        ["teacher", "extract", "--catalog", str(folder / "catalog"), "--instrument-id", "BTCUSDT-PERP.BINANCE", "--out", str(folder / "features"),
-         "--model", str(model), "--max-samples", "400", "--stain-samples", "8", "--json"],
-    )
-    assert code == 0
-    evaluation = run_distill([folder / "features"], folder / "bundle", seed=3, student_config=QUICK_STUDENTS, moe_config=QUICK_MOE, progress=False)
-    return folder, evaluation
+    bundle = build_quick_bundle(folder)
+    return folder, json.loads((bundle / "eval.json").read_text())
 
 
 def test_eval_covers_cmm_every_baseline_and_every_target(distilled):
