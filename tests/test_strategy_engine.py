@@ -5,69 +5,29 @@ from __future__ import annotations
 import math
 
 import pytest
-from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
-from nautilus_trader.config import LoggingConfig
 from nautilus_trader.model.currencies import USDT
-from nautilus_trader.model.book import OrderBook
-from nautilus_trader.model.data import BookOrder, OrderBookDelta
-from nautilus_trader.model.enums import AccountType, BookAction, BookType, OmsType, OrderSide
 from nautilus_trader.model.identifiers import Venue
-from nautilus_trader.model.objects import Money, Quantity
 
-from catalog.binance_ws import read_binance_ws
-from catalog.formats import IngestOptions
-from catalog.realdata import capture_paths, missing_reason
-from catalog.validation import F_LAST, F_SNAPSHOT
+from catalog.realdata import missing_reason
+from catalog.validation import F_LAST
 from cmm_strategy.strategy import CMMStrategy, CMMStrategyConfig
-from tests.quick_bundle import build_quick_bundle
+from tests.engine_harness import START_BALANCE as START
+from tests.engine_harness import run_engine, snapshot_at
 
 pytestmark = pytest.mark.real_data
 if missing_reason():
     pytest.skip(missing_reason(), allow_module_level=True)
 
-START = 100_000
-
-
-def _snapshot_at(deltas, ts):
-    """CLEAR + ADDs of the true book just before ``ts``, flagged as one snapshot batch."""
-    book = OrderBook(deltas[0].instrument_id, BookType.L2_MBP)
-    for delta in deltas:
-        if delta.ts_init >= ts:
-            break
-        book.apply_delta(delta)
-    iid = deltas[0].instrument_id
-    batch = [OrderBookDelta.clear(iid, 0, ts, ts)]
-    for side, levels in ((OrderSide.BUY, book.bids()), (OrderSide.SELL, book.asks())):
-        batch += [OrderBookDelta(iid, BookAction.ADD, BookOrder(side, lv.price, Quantity(lv.size(), deltas[1].order.size.precision), 0), F_SNAPSHOT, 0, ts, ts) for lv in levels]
-    last = batch[-1]
-    batch[-1] = OrderBookDelta(iid, last.action, last.order, F_SNAPSHOT | F_LAST, 0, ts, ts)
-    return batch
-
 
 def _run_engine(bundle, data, deltas=None, **config):
-    engine = BacktestEngine(config=BacktestEngineConfig(logging=LoggingConfig(log_level="ERROR")))
-    engine.add_venue(
-        venue=Venue("BINANCE"),
-        oms_type=OmsType.NETTING,
-        account_type=AccountType.MARGIN,
-        base_currency=USDT,
-        starting_balances=[Money(START, USDT)],
-        book_type=BookType.L2_MBP,
-    )
     instrument = data.instruments[0]
-    engine.add_instrument(instrument)
-    engine.add_data(data.deltas if deltas is None else deltas)
-    engine.add_data(data.trades)
     strategy = CMMStrategy(CMMStrategyConfig(instrument_id=instrument.id, bundle_path=str(bundle), **config))
-    engine.add_strategy(strategy)
-    engine.run()
-    return engine, strategy
+    return run_engine(strategy, instrument, data.deltas if deltas is None else deltas, data.trades), strategy
 
 
 @pytest.fixture(scope="module")
-def market(tmp_path_factory):
-    bundle = build_quick_bundle(tmp_path_factory.mktemp("bundle"))
-    return bundle, read_binance_ws(capture_paths("BTCUSDT-PERP.BINANCE"), IngestOptions())
+def market(quick_bundle, btc_capture):
+    return quick_bundle, btc_capture
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +88,7 @@ def test_stale_book_guard_cancels_quotes_during_a_feed_gap(market):
     end = start + 20 * 1_000_000_000
     before = [d for d in data.deltas if d.ts_init < start]
     after = [d for d in data.deltas if d.ts_init >= end]
-    kept = before + _snapshot_at(data.deltas, after[0].ts_init) + after
+    kept = before + snapshot_at(data.deltas, after[0].ts_init) + after
     engine, strategy = _run_engine(bundle, data, deltas=kept, stale_book_ms=1000)
     last_book_before_gap = max(d.ts_init for d in kept if d.ts_init < start)
     checkpoint = last_book_before_gap + 1_300_000_000
@@ -140,15 +100,18 @@ def test_stale_book_guard_cancels_quotes_during_a_feed_gap(market):
     engine.dispose()
 
 
-def test_every_post_only_order_is_a_counted_quote_update(run):
+def test_every_submit_and_modify_is_a_counted_quote_update(run):
     engine, strategy, _, _ = run
-    assert strategy.quote_updates == len([o for o in engine.cache.orders() if o.is_post_only])
+    quotes = [o for o in engine.cache.orders() if o.is_post_only]
+    modifies = sum(1 for o in quotes for e in o.events if type(e).__name__ == "OrderPendingUpdate")
+    assert modifies == strategy.modifies > 0
+    assert strategy.quote_updates == len(quotes) + modifies
 
 
 def test_quotes_are_post_only_on_the_grid_and_fill(run):
     engine, strategy, instrument, _ = run
     quotes = [o for o in engine.cache.orders() if o.is_post_only]
-    assert strategy.quote_updates == len(quotes) > 100
+    assert len(quotes) > 100
     tick = float(instrument.price_increment)
     for order in quotes:
         assert math.isclose(round(order.price.as_double() / tick) * tick, order.price.as_double(), abs_tol=1e-9)
@@ -163,7 +126,9 @@ def test_fills_and_positions_reconcile_with_the_account(run):
     signed = sum((1 if side == "BUY" else -1) * float(qty) for side, qty in zip(fills["side"], fills["filled_qty"]))
     net = sum(float(p.signed_qty) for p in engine.cache.positions())
     assert math.isclose(signed, net, abs_tol=1e-9)
-    cash = sum((-1 if side == "BUY" else 1) * float(qty) * float(px) for side, qty, px in zip(fills["side"], fills["filled_qty"], fills["avg_px"]))
+    cash = sum(
+        (-1 if side == "BUY" else 1) * float(qty) * float(px) for side, qty, px in zip(fills["side"], fills["filled_qty"], fills["avg_px"])
+    )
     commissions = sum(float(str(c[0]).split()[0]) for c in fills["commissions"] if c)
     account = engine.cache.account_for_venue(Venue("BINANCE"))
     change = account.balance_total(USDT).as_double() - START

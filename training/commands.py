@@ -8,11 +8,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from training.teacher.distributed import RayOptions
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """Ray runs the teacher when an address or a worker count is given; None means in-process."""
+    from training.teacher.distributed import RayOptions
+
+    if args.ray_address is None and args.ray_workers is None:
+        if args.num_gpus_per_worker or args.num_cpus_per_worker != 1.0:
+            raise ValueError("--num-gpus-per-worker/--num-cpus-per-worker need --ray-address or --ray-workers")
+        return None
+    return RayOptions(
+        address=args.ray_address,
+        workers=args.ray_workers,
+        num_gpus_per_worker=args.num_gpus_per_worker,
+        num_cpus_per_worker=args.num_cpus_per_worker,
+    )
 
 
 def _run_extract(args: argparse.Namespace) -> int:
     from catalog.errors import CatalogError
     from training.extract_job import run_extract
+    from training.teacher.distributed import ClusterError
     from training.teacher.models import TeacherLoadError
 
     try:
@@ -26,8 +47,9 @@ def _run_extract(args: argparse.Namespace) -> int:
             device=args.device,
             stain_samples=args.stain_samples,
             seed=args.seed,
+            ray=_ray_options(args),
         )
-    except (CatalogError, TeacherLoadError, FileNotFoundError, ValueError) as exc:
+    except (CatalogError, TeacherLoadError, ClusterError, FileNotFoundError, ValueError) as exc:
         print(f"cmm teacher extract: error: {exc}", file=sys.stderr)
         return 2
     shown = {k: record[k] for k in ("model_id", "prompt_version", "samples_total", "samples_extracted", "latency", "seconds_this_run")}
@@ -90,6 +112,27 @@ def _run_eval_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     teacher = subparsers.add_parser("teacher", help="LLM teacher: extract layer-wise hidden states", description="The LLM teacher that reads the order book.")
     teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True, metavar="COMMAND")
@@ -113,6 +156,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--stain-samples", type=int, default=96, metavar="M", help="samples stained per input component for F_data (default 96)")
     extract.add_argument("--seed", type=int, default=0)
     extract.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    cluster = extract.add_argument_group(
+        "Ray cluster (needs the cluster extra: pip install -e .[cluster])",
+        "Shard the prompts over Ray workers, one teacher per worker, into the same resumable stores; the features "
+        "equal an in-process run's. Used when --ray-address or --ray-workers is given; without an address a "
+        "local Ray instance is started for the run. See docs/cluster.md.",
+    )
+    cluster.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster: 'auto' on a cluster node, or HOST:PORT of the head")
+    cluster.add_argument("--ray-workers", type=_positive_int, metavar="N", help="teachers to start (default: cluster GPUs / --num-gpus-per-worker)")
+    cluster.add_argument("--num-gpus-per-worker", type=_non_negative_float, default=0.0, metavar="G", help="GPUs each worker reserves; > 0 runs the teacher on cuda (fractions share a GPU)")
+    cluster.add_argument("--num-cpus-per-worker", type=_positive_float, default=1.0, metavar="C", help="CPUs each worker reserves, also its torch thread count (default 1)")
     extract.set_defaults(func=_run_extract)
 
     probe = subparsers.add_parser(

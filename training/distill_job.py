@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from cmm_strategy.bundle import load_bundle
+from cmm_strategy.teacher_direct import TEACHER_PREDICTIONS
 from training.combiners import fit_softmax_gate, fit_stacking, plain_average, predict_softmax_gate, predict_stacking, raw_outputs
 from training.hajek import HajekConfig, fit_hajek_moe, moe_report
 from training.export import write_bundle
@@ -318,7 +319,31 @@ def run_distill(
         "seconds": round(time.perf_counter() - started, 1),
     }
     (out / "eval.json").write_text(json.dumps(evaluation, indent=1, default=float))
+    write_teacher_predictions(out / TEACHER_PREDICTIONS, pooled, teacher_pred, teacher_ms)
     return evaluation
+
+
+def write_teacher_predictions(path: Path, pooled: Pooled, teacher_pred: np.ndarray, teacher_ms: float) -> None:
+    """The teacher's own predictions at every sample it read, for the teacher-direct baseline.
+
+    Cached so a backtest can let the LLM quote without running it, while charging its measured
+    per-decision latency (``teacher_ms_per_decision`` in the file's metadata). Not part of the
+    bundle's manifest: the runtime never needs it.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = np.flatnonzero(pooled.read)
+    ids = [m["instrument_id"] for m in pooled.meta]
+    columns = {
+        "instrument_id": pa.array([ids[i] for i in pooled.instrument[rows]]),
+        "ts_ns": pa.array(pooled.ts[rows].astype(np.int64)),
+        "split": pa.array(pooled.split[rows].astype(np.int8)),
+    }
+    for t, name in enumerate(pooled.target_names):
+        columns[name] = pa.array(teacher_pred[rows, t])
+    table = pa.table(columns).replace_schema_metadata({"teacher_ms_per_decision": repr(float(teacher_ms))})
+    pq.write_table(table, path)
 
 
 def _unused(plan: Plan) -> None:  # pragma: no cover - keeps Plan imported for type readers

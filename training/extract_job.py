@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ import numpy as np
 from training.prompt import PROMPT_VERSION, prompt_components, render_prompt, stain
 from training.samples import SampleConfig, SampleSet, build_samples
 from training.teacher.cache import FeatureCache
+from training.teacher.distributed import RayOptions, RayTeacherPool, require_ray
 from training.teacher.extract import extract_hidden_states, measure_latency
 from training.teacher.models import load_teacher
 
@@ -59,8 +62,15 @@ def run_extract(
     stain_samples: int = 96,
     seed: int = 0,
     progress: bool = True,
+    ray: RayOptions | None = None,
 ) -> dict[str, object]:
-    """Extract (or resume extracting) teacher features; returns what ``extract.json`` holds."""
+    """Extract (or resume extracting) teacher features; returns what ``extract.json`` holds.
+
+    With ``ray`` the teacher runs in Ray workers instead of this process; the stores and the
+    features are the same (see ``training.teacher.distributed``).
+    """
+    if ray is not None:
+        require_ray()  # before minutes of sample building
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -70,28 +80,37 @@ def run_extract(
     keys = [int(k) for k in samples.ts[selected]]
     prompts = [render_prompt(samples.x[i], names, instrument_id) for i in selected]
 
-    teacher = load_teacher(model, device=device)
-    cache = FeatureCache(out / "teacher_cache", teacher.model_id, PROMPT_VERSION)
-    extract_started = time.perf_counter()
-    extract_hidden_states(teacher, prompts, keys, cache, batch_size=batch_size, progress=progress)
-    extract_seconds = time.perf_counter() - extract_started
+    cluster: dict[str, object] | None = None
+    with ExitStack() as stack:
+        if ray is None:
+            teacher = load_teacher(model, device=device)
+            extract, latency_of = partial(extract_hidden_states, teacher), partial(measure_latency, teacher)
+        else:
+            teacher = stack.enter_context(RayTeacherPool(model, ray, device=device))
+            extract, latency_of = teacher.extract, teacher.measure_latency
+            device, cluster = teacher.device, teacher.describe()
+        cache = FeatureCache(out / "teacher_cache", teacher.model_id, PROMPT_VERSION)
+        extract_started = time.perf_counter()
+        extract(prompts, keys, cache, batch_size=batch_size, progress=progress)
+        extract_seconds = time.perf_counter() - extract_started
 
-    # Staining (METHOD.md section 3): x with component c swapped in from a random donor x'.
-    rng = np.random.default_rng(seed)
-    probed = selected[select_evenly(len(selected), stain_samples)]
-    donors = np.array([rng.choice(selected[selected != i]) for i in probed]) if len(selected) > 1 else probed
-    components = prompt_components(names)
-    for component, columns in components.items():
-        stained_prompts = [render_prompt(stain(samples.x[i], samples.x[j], columns), names, instrument_id) for i, j in zip(probed, donors)]
-        stain_cache = FeatureCache(out / "stain_cache" / component, teacher.model_id, f"{PROMPT_VERSION}-stain-s{seed}")
-        extract_hidden_states(teacher, stained_prompts, [int(k) for k in samples.ts[probed]], stain_cache, batch_size=batch_size, progress=progress)
+        # Staining (METHOD.md section 3): x with component c swapped in from a random donor x'.
+        rng = np.random.default_rng(seed)
+        probed = selected[select_evenly(len(selected), stain_samples)]
+        donors = np.array([rng.choice(selected[selected != i]) for i in probed]) if len(selected) > 1 else probed
+        components = prompt_components(names)
+        for component, columns in components.items():
+            stained_prompts = [render_prompt(stain(samples.x[i], samples.x[j], columns), names, instrument_id) for i, j in zip(probed, donors)]
+            stain_cache = FeatureCache(out / "stain_cache" / component, teacher.model_id, f"{PROMPT_VERSION}-stain-s{seed}")
+            extract(stained_prompts, [int(k) for k in samples.ts[probed]], stain_cache, batch_size=batch_size, progress=progress)
 
-    latency = measure_latency(teacher, prompts[:16], repeats=3, batch_size=min(batch_size, 16))
+        latency = latency_of(prompts[:16], repeats=3, batch_size=min(batch_size, 16))
     record = {
         "model_id": teacher.model_id,
         "model_source": str(teacher.source),
         "model_arg": model,
         "device": device,
+        "ray": cluster,
         "prompt_version": PROMPT_VERSION,
         "instrument_id": instrument_id,
         "catalog": str(Path(catalog).resolve()),

@@ -62,8 +62,12 @@ def replay_catalog(
     grid_ns: int = 100_000_000,
     warmup_ns: int = 10_000_000_000,
     progress: bool = True,
+    at_ts: np.ndarray | None = None,
 ) -> ReplayResult:
-    """Run every delta and trade of one instrument through the book and ``FeatureState``."""
+    """Run every delta and trade of one instrument through the book and ``FeatureState``.
+
+    ``at_ts``: write the features at these times (sorted, ns) instead of on the regular grid; used to
+    check that the strategy, deciding at its own event times, sees exactly the training features."""
     catalog = ParquetDataCatalog(str(catalog_dir))
     instrument = load_instrument(catalog, instrument_id)
     deltas = catalog.order_book_deltas(instrument_ids=[instrument_id])
@@ -88,7 +92,8 @@ def replay_catalog(
     trade_sign = np.fromiter((_aggressor_sign(t.aggressor_side) for t in trades), dtype=np.int8, count=len(trades))
     trade_base = trade_sz * multiplier / trade_px if inverse else trade_sz
 
-    next_grid: int | None = None
+    explicit = iter(np.sort(np.asarray(at_ts, dtype=np.int64)).tolist()) if at_ts is not None else None
+    next_grid: int | None = next(explicit, None) if explicit is not None else None
     out = np.empty(spec.dim)
     ti = 0
     n_trades = len(trades)
@@ -99,10 +104,10 @@ def replay_catalog(
             return
         if next_grid < ts:
             state.set_levels(*book.top(spec.levels))
-        while next_grid < ts:
+        while next_grid is not None and next_grid < ts:
             grid_times.append(next_grid)
             grid_rows.append(state.write(next_grid, out).copy())
-            next_grid += grid_ns
+            next_grid = next(explicit, None) if explicit is not None else next_grid + grid_ns
 
     bar = tqdm(total=len(deltas), desc=f"replay {instrument_id}", unit="delta", disable=not progress, mininterval=1.0)
     for i, delta in enumerate(deltas):
@@ -121,7 +126,7 @@ def replay_catalog(
                 book_ts.append(ts)
                 book_mid.append(0.5 * (pb + pa))
                 book_spread.append(pa - pb)
-                if next_grid is None:
+                if next_grid is None and explicit is None:
                     first = ts + warmup_ns
                     next_grid = first - first % grid_ns + grid_ns
         if i % 50_000 == 0:
@@ -131,7 +136,7 @@ def replay_catalog(
         state.on_trade(int(trade_ts[ti]), float(trade_sz[ti]), int(trade_sign[ti]))
         ti += 1
     if book_ts:
-        emit_until(book_ts[-1] + 1)
+        emit_until(book_ts[-1] + 1 if explicit is None else max(book_ts[-1], int(trade_ts[-1]) if n_trades else 0) + 1)
     bar.update(len(deltas) - bar.n)
     bar.close()
     return ReplayResult(

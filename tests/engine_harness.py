@@ -1,0 +1,71 @@
+"""Run one of our strategies through NautilusTrader's BacktestEngine on in-memory data (tests only)."""
+
+from __future__ import annotations
+
+from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
+from nautilus_trader.config import LoggingConfig
+from nautilus_trader.model.book import OrderBook
+from nautilus_trader.model.currencies import USDT
+from nautilus_trader.model.data import BookOrder, OrderBookDelta
+from nautilus_trader.model.enums import AccountType, BookAction, BookType, OmsType, OrderSide
+from nautilus_trader.model.identifiers import Venue
+from nautilus_trader.model.objects import Money, Quantity
+
+from catalog.validation import F_LAST, F_SNAPSHOT
+
+START_BALANCE = 100_000
+
+
+def run_engine(strategy, instrument, deltas, trades, **venue):
+    """A margin venue on L2 with the instrument, the data and one strategy; returns the engine (run)."""
+    engine = BacktestEngine(config=BacktestEngineConfig(logging=LoggingConfig(log_level="ERROR")))
+    engine.add_venue(
+        venue=Venue(instrument.id.venue.value),
+        oms_type=OmsType.NETTING,
+        account_type=AccountType.MARGIN,
+        base_currency=USDT,
+        starting_balances=[Money(START_BALANCE, USDT)],
+        book_type=BookType.L2_MBP,
+        **venue,
+    )
+    engine.add_instrument(instrument)
+    engine.add_data(list(deltas))
+    if trades:
+        engine.add_data(list(trades))
+    engine.add_strategy(strategy)
+    engine.run()
+    return engine
+
+
+def snapshot_at(deltas, ts):
+    """CLEAR + ADDs of the true book just before ``ts``, flagged as one snapshot batch (what a live
+    client sends after a gap)."""
+    book = OrderBook(deltas[0].instrument_id, BookType.L2_MBP)
+    for delta in deltas:
+        if delta.ts_init >= ts:
+            break
+        book.apply_delta(delta)
+    iid = deltas[0].instrument_id
+    precision = deltas[1].order.size.precision
+    batch = [OrderBookDelta.clear(iid, 0, ts, ts)]
+    for side, levels in ((OrderSide.BUY, book.bids()), (OrderSide.SELL, book.asks())):
+        batch += [
+            OrderBookDelta(iid, BookAction.ADD, BookOrder(side, lv.price, Quantity(lv.size(), precision), 0), F_SNAPSHOT, 0, ts, ts)
+            for lv in levels
+        ]
+    last = batch[-1]
+    batch[-1] = OrderBookDelta(iid, last.action, last.order, F_SNAPSHOT | F_LAST, 0, ts, ts)
+    return batch
+
+
+def position_path(engine) -> list[float]:
+    """Net position after each fill, in fill order (the account's own fills)."""
+    fills = engine.trader.generate_order_fills_report()
+    if len(fills) == 0:
+        return []
+    fills = fills.sort_values("ts_last")
+    path, q = [], 0.0
+    for side, qty in zip(fills["side"], fills["filled_qty"]):
+        q += float(qty) if side == "BUY" else -float(qty)
+        path.append(q)
+    return path
