@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     from backtests.bench import register as register_bench
 
     register_bench(sub)
+    from backtests.fill.commands import register as register_fill
+
+    register_fill(sub)
+    from backtests.paper.commands import register as register_paper
+
+    register_paper(sub)
     return parser
 
 

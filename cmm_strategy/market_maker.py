@@ -27,6 +27,7 @@ import math
 import time
 from collections import deque
 
+from nautilus_trader.common.component import LiveClock
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import OrderBookDeltas, TradeTick
 from nautilus_trader.model.enums import AggressorSide, BookType, OrderSide, RecordFlag, TimeInForce
@@ -81,6 +82,7 @@ class MarketMakerConfig(StrategyConfig, frozen=True):
         Compute cost charged per decision in simulated time [us]; default: the measured wall time.
     charge_latency : bool, default True
         Delay order actions by the decision's cost (False: act at the event time, for comparison).
+        Ignored on a live clock (paper/live trading), where the cost is paid in real time.
     stale_book_ms : int, default 2000
         No quotes while the last book update is older than this [ms]; checked by a timer every
         quarter of it.
@@ -199,6 +201,9 @@ class MarketMaker(Strategy):
         )
         values.update(self.fixed_quote_params)
         self.params = QuoteParams(**values)
+        # On a live clock the compute time has already passed when the orders go out: charging it
+        # again would count it twice. In a backtest the clock stands still while we compute.
+        self.charge_latency = config.charge_latency and not isinstance(self.clock, LiveClock)
         self.setup()
         self.subscribe_order_book_deltas(config.instrument_id, BookType.L2_MBP)
         self.subscribe_trade_ticks(config.instrument_id)
@@ -246,7 +251,7 @@ class MarketMaker(Strategy):
         self.decisions += 1
         self.decision_costs_ns.append(measured)
         cost = self.decision_cost_ns(measured)
-        if not self.config.charge_latency or cost <= 0:
+        if not self.charge_latency or cost <= 0:
             self._act(ts, quotes)
             return
         self.busy_until_ns = ts + cost
@@ -267,8 +272,23 @@ class MarketMaker(Strategy):
         if quotes.cancel_all or self.clock.timestamp_ns() < self.paused_until_ns:
             self.cancel_quotes()
             return
-        self._reconcile(OrderSide.BUY, quotes.bids, decision_ns)
-        self._reconcile(OrderSide.SELL, quotes.asks, decision_ns)
+        # Move the side that gets out of the way first, so our own bid and ask never cross.
+        ask_first = bool(quotes.bids) and quotes.bids[0].price >= self._own_best(OrderSide.SELL)
+        for side in (OrderSide.SELL, OrderSide.BUY) if ask_first else (OrderSide.BUY, OrderSide.SELL):
+            self._reconcile(side, quotes.bids if side == OrderSide.BUY else quotes.asks, decision_ns)
+
+    def _own_best(self, side: OrderSide) -> float:
+        """Best price among our resting orders on ``side`` (+inf / -inf when none): a new order on the
+        other side must stay strictly behind it."""
+        prices = [o.price.as_double() for o in self._ladders[side] if o is not None and (o.is_open or o.is_inflight) and not o.is_pending_cancel]
+        if side == OrderSide.SELL:
+            return min(prices, default=math.inf)
+        return max(prices, default=-math.inf)
+
+    def _crosses_own(self, side: OrderSide, price: float) -> bool:
+        if side == OrderSide.BUY:
+            return price >= self._own_best(OrderSide.SELL)
+        return price <= self._own_best(OrderSide.BUY)
 
     # -- risk ----------------------------------------------------------------------------------
 
@@ -374,7 +394,7 @@ class MarketMaker(Strategy):
 
     def _submit(self, side: OrderSide, level: int, want: Quote, decision_ns: int) -> None:
         size = self._allowed_size(side, want.size, want.price, None)
-        if size < max(self.config.min_size, self.lot) - 1e-12 or not self._take_action_token():
+        if size < max(self.config.min_size, self.lot) - 1e-12 or self._crosses_own(side, want.price) or not self._take_action_token():
             return
         assert self.instrument is not None
         order = self.order_factory.limit(
@@ -397,7 +417,7 @@ class MarketMaker(Strategy):
             side, level = self._order_level.get(order.client_order_id.value, (order.side, 0))
             self._cancel_level(side, level)
             return
-        if not self._take_action_token():
+        if self._crosses_own(order.side, want.price) or not self._take_action_token():
             return
         assert self.instrument is not None
         total = order.filled_qty.as_double() + size  # a modify sets the order's total quantity
@@ -437,7 +457,12 @@ class MarketMaker(Strategy):
 
     def on_order_modify_rejected(self, event) -> None:
         # The resting order is unchanged but no longer what we want (often: the new price would
-        # cross). Cancel it; the next decision quotes afresh.
+        # cross). Cancel it; the next decision quotes afresh. A modify that lost the race against a
+        # fill ("already closed") is normal with live latency and is not a venue reject.
+        order = self.cache.order(event.client_order_id)
+        if order is not None and order.is_closed:
+            self._forget(event.client_order_id)
+            return
         where = self._order_level.get(event.client_order_id.value)
         if where is not None:
             self._cancel_level(*where)

@@ -69,3 +69,62 @@ def position_path(engine) -> list[float]:
         q += float(qty) if side == "BUY" else -float(qty)
         path.append(q)
     return path
+
+
+def quote_segments(engine) -> list[tuple[str, float, int, int]]:
+    """(side, price, from_ns, to_ns) of every post-only order while it rested at one price, from the
+    orders' own events (accepted, updated, closed)."""
+    out = []
+    for order in engine.cache.orders():
+        if not order.is_post_only:
+            continue
+        price, since = None, None
+        for event in order.events:
+            kind = type(event).__name__
+            if kind == "OrderAccepted":
+                price, since = float(order.events[0].options["price"]), event.ts_event
+            elif kind == "OrderUpdated" and since is not None:
+                out.append((order.side_string(), price, since, event.ts_event))
+                price, since = event.price.as_double(), event.ts_event
+            elif kind in ("OrderCanceled", "OrderExpired") and since is not None:
+                out.append((order.side_string(), price, since, event.ts_event))
+                since = None
+            elif kind == "OrderFilled" and since is not None and event is order.events[-1] and order.is_closed:
+                out.append((order.side_string(), price, since, event.ts_event))
+                since = None
+        if since is not None:
+            out.append((order.side_string(), price, since, 1 << 62))
+    return out
+
+
+def assert_own_quotes_never_cross(engine) -> int:
+    """No bid of ours ever rests at or above an ask of ours; returns how many segments were checked."""
+    segments = quote_segments(engine)
+    bids = [s for s in segments if s[0] == "BUY"]
+    asks = sorted((s for s in segments if s[0] == "SELL"), key=lambda s: s[2])
+    for _, bid_px, b0, b1 in bids:
+        for _, ask_px, a0, a1 in asks:
+            if a0 >= b1:
+                break
+            if a1 > b0 and b1 > a0:
+                assert bid_px < ask_px, f"own bid {bid_px} >= own ask {ask_px} while both rested"
+    return len(segments)
+
+
+def order_action_times(engine) -> list[int]:
+    """Times of every submit and modify request of post-only orders (what the rate limit counts)."""
+    times = []
+    for order in engine.cache.orders():
+        if order.is_post_only:
+            times += [e.ts_event for e in order.events if type(e).__name__ in ("OrderSubmitted", "OrderPendingUpdate")]
+    return sorted(times)
+
+
+def max_in_window(times: list[int], window_ns: int = 1_000_000_000) -> int:
+    """Most events within any half-open window of ``window_ns``."""
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window_ns:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

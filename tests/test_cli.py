@@ -18,6 +18,8 @@ SUBCOMMANDS = [
     ["eval-table"],
     ["bench"],
     ["demo"],
+    ["paper"],
+    ["fill-validate"],
 ]
 
 

@@ -50,7 +50,9 @@ class ScriptStrategy(Strategy):
 
     def on_start(self) -> None:
         for i, (ts, action) in enumerate(self.actions):
-            self.clock.set_time_alert_ns(f"action-{i}", ts, lambda _e, act=action: act(self))
+            self.clock.set_time_alert_ns(
+                f"action-{i}", ts, lambda _e, act=action: act(self)
+            )
 
     def _limit(self, label: str, side: OrderSide, price: float, qty: int) -> None:
         order = self.order_factory.limit(
@@ -72,17 +74,31 @@ def cancel(label: str) -> Action:
     return lambda s: s.cancel_order(s.orders[label])
 
 
-def level(ts: int, side: OrderSide, price: float, size: int, action: BookAction = BookAction.UPDATE) -> OrderBookDelta:
+def level(
+    ts: int,
+    side: OrderSide,
+    price: float,
+    size: int,
+    action: BookAction = BookAction.UPDATE,
+) -> OrderBookDelta:
     """An L2 delta: the displayed size at ``price`` becomes ``size``."""
     if size == 0:
         action = BookAction.DELETE
     order = BookOrder(side, Price(price, 2), Quantity.from_int(size), 0)
-    return OrderBookDelta(INSTRUMENT.id, action, order, flags=128, sequence=0, ts_event=ts, ts_init=ts)
+    return OrderBookDelta(
+        INSTRUMENT.id, action, order, flags=128, sequence=0, ts_event=ts, ts_init=ts
+    )
 
 
 def trade(ts: int, price: float, size: int, aggressor: AggressorSide) -> TradeTick:
     return TradeTick(
-        INSTRUMENT.id, Price(price, 2), Quantity.from_int(size), aggressor, TradeId(f"T{ts}"), ts, ts
+        INSTRUMENT.id,
+        Price(price, 2),
+        Quantity.from_int(size),
+        aggressor,
+        TradeId(f"T{ts}"),
+        ts,
+        ts,
     )
 
 
@@ -97,17 +113,32 @@ def book(ts: int, bid_size: int = 5, ask_size: int = 5) -> list[OrderBookDelta]:
     ]
 
 
-def run(data: list, actions: list[tuple[int, Action]], model: str = "risk_averse", n: float = 2.0, fill_model=None):
-    engine = BacktestEngine(BacktestEngineConfig(logging=LoggingConfig(bypass_logging=True)))
+def run(
+    data: list,
+    actions: list[tuple[int, Action]],
+    model: str = "risk_averse",
+    n: float = 2.0,
+    fill_model=None,
+    modules: list | None = None,
+):
+    engine = BacktestEngine(
+        BacktestEngineConfig(logging=LoggingConfig(bypass_logging=True))
+    )
     queue_model = fill_model is None
     engine.add_venue(
         venue=Venue("XCME"),
         oms_type=OmsType.NETTING,
-        account_type=AccountType.CASH,
+        account_type=AccountType.MARGIN,
         starting_balances=[Money(10_000_000, USD)],
         base_currency=USD,
-        fill_model=QueuePositionFillModel(QueueFillModelConfig(model=model, n=n)) if queue_model else fill_model,
-        modules=[QueuePositionModule(QueueModuleConfig())] if queue_model else [],
+        fill_model=QueuePositionFillModel(QueueFillModelConfig(model=model, n=n))
+        if queue_model
+        else fill_model,
+        modules=modules
+        if modules is not None
+        else [QueuePositionModule(QueueModuleConfig())]
+        if queue_model
+        else [],
         book_type=BookType.L2_MBP,
         trade_execution=True,
     )
@@ -126,7 +157,12 @@ def run(data: list, actions: list[tuple[int, Action]], model: str = "risk_averse
 
 
 def test_order_behind_five_lots_fills_only_after_more_than_five_trade():
-    data = [*book(1), trade(10, 100.00, 3, SELLER), trade(20, 100.00, 2, SELLER), trade(30, 100.00, 1, SELLER)]
+    data = [
+        *book(1),
+        trade(10, 100.00, 3, SELLER),
+        trade(20, 100.00, 2, SELLER),
+        trade(30, 100.00, 1, SELLER),
+    ]
     filled, fill_ts = run(data, [(5, submit("b", BID, 100.00, 1))])
     assert filled["b"] == 1
     assert fill_ts["b"] == [30]  # the first 5 lots traded were the queue in front
@@ -144,16 +180,17 @@ def test_trade_on_the_other_side_does_not_fill():
     assert filled["b"] == 0
 
 
-def test_nautilus_default_fill_model_ignores_the_queue():
-    """The motivating gap: the stock model fills (or not) regardless of the 5 lots in front."""
-    data = [*book(1), trade(10, 100.00, 1, SELLER), *[level(12, ASK, 100.00, 1, BookAction.ADD)]]
-    stock, _ = run(data, [(5, submit("b", BID, 100.00, 1))], fill_model=FillModel())
-    queued, _ = run(data, [(5, submit("b", BID, 100.00, 1))])
-    assert stock["b"] == 1  # filled once the market touched it, ignoring 5 lots ahead
-    assert queued["b"] == 1  # crossed by a displayed ask at its price: filled too ...
-    data_no_cross = [*book(1), trade(10, 100.00, 1, SELLER)]
-    queued, _ = run(data_no_cross, [(5, submit("b", BID, 100.00, 1))])
-    assert queued["b"] == 0  # ... but a 1-lot print behind 5 lots is not ours
+def test_stock_fill_model_ignores_queue_prints_but_both_fill_when_the_book_crosses():
+    """Why the hook is needed: in 1.221 (L2_MBP, trade_execution) seller prints at a resting bid never
+    reach it with the stock model; ours fills once the queue in front has traded."""
+    prints = [*book(1), trade(10, 100.00, 10, SELLER)]
+    stock, _ = run(prints, [(5, submit("b", BID, 100.00, 1))], fill_model=FillModel())
+    queued, _ = run(prints, [(5, submit("b", BID, 100.00, 1))])
+    assert (stock["b"], queued["b"]) == (0, 1)
+    crossed = [*book(1), level(10, ASK, 100.00, 3, BookAction.ADD)]
+    stock, _ = run(crossed, [(5, submit("b", BID, 100.00, 1))], fill_model=FillModel())
+    queued, _ = run(crossed, [(5, submit("b", BID, 100.00, 1))])
+    assert (stock["b"], queued["b"]) == (1, 1)
 
 
 def test_risk_averse_keeps_queue_when_level_shrinks_but_clamps_to_displayed():
@@ -168,7 +205,12 @@ def test_risk_averse_keeps_queue_when_level_shrinks_but_clamps_to_displayed():
 
 def test_probabilistic_model_moves_the_order_up_on_cancels():
     # Order joins behind 5; 5 more join behind it; 6 cancel. power n=1: share in front = 5/10.
-    data = [*book(1), level(10, BID, 100.00, 10), level(15, BID, 100.00, 4), trade(20, 100.00, 3, SELLER)]
+    data = [
+        *book(1),
+        level(10, BID, 100.00, 10),
+        level(15, BID, 100.00, 4),
+        trade(20, 100.00, 3, SELLER),
+    ]
     averse, _ = run(data, [(5, submit("b", BID, 100.00, 1))], model="risk_averse")
     power, _ = run(data, [(5, submit("b", BID, 100.00, 1))], model="power", n=1.0)
     assert averse["b"] == 0  # ahead stays 4 (clamped to the 4 shown), 3 traded
@@ -177,7 +219,12 @@ def test_probabilistic_model_moves_the_order_up_on_cancels():
 
 def test_trade_then_matching_depth_decrease_is_not_counted_twice():
     # 3 trade (ahead 5 -> 2), then the book shows the level at 2: that decrease is the trade, not cancels.
-    data = [*book(1), trade(10, 100.00, 3, SELLER), level(11, BID, 100.00, 2), trade(20, 100.00, 2, SELLER)]
+    data = [
+        *book(1),
+        trade(10, 100.00, 3, SELLER),
+        level(11, BID, 100.00, 2),
+        trade(20, 100.00, 2, SELLER),
+    ]
     filled, _ = run(data, [(5, submit("b", BID, 100.00, 1))], model="power", n=1.0)
     assert filled["b"] == 0  # exactly the 2 ahead traded
     data[-1] = trade(20, 100.00, 3, SELLER)
@@ -193,14 +240,18 @@ def test_modify_to_a_new_price_goes_to_the_back_of_the_new_queue():
         trade(30, 99.00, 4, SELLER),  # only the 4 already shown at 99 trade
         trade(40, 99.00, 1, SELLER),
     ]
-    filled, fill_ts = run(data, [(5, submit("b", BID, 100.00, 1)), (7, modify("b", 99.00))])
+    _filled, fill_ts = run(
+        data, [(5, submit("b", BID, 100.00, 1)), (7, modify("b", 99.00))]
+    )
     assert fill_ts["b"] == [40]
 
 
 def test_two_of_our_orders_at_one_price_share_one_trade():
     # 2 ahead, then our a (2 lots) and b (2 lots). A 5-lot print: 2 market, a fills 2, b gets 1.
     data = [*book(1, bid_size=2), trade(10, 100.00, 5, SELLER)]
-    filled, _ = run(data, [(5, submit("a", BID, 100.00, 2)), (6, submit("b", BID, 100.00, 2))])
+    filled, _ = run(
+        data, [(5, submit("a", BID, 100.00, 2)), (6, submit("b", BID, 100.00, 2))]
+    )
     assert filled == {"a": 2, "b": 1}
 
 

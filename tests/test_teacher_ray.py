@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,9 +109,26 @@ def test_ray_resumes_a_store_that_an_in_process_run_started(ray_up, tiny, refere
     cache = FeatureCache(tmp_path, reference.model_id, "v1")
     extract_hidden_states(load_teacher(tiny), PROMPTS, KEYS, cache, batch_size=BATCH, progress=False, max_batches=2)
     with RayTeacherPool(tiny, RayOptions(workers=2)) as pool:
+        overlong = FeatureCache(tmp_path, pool.model_id, "overlong")
+        with pytest.raises(ValueError, match=r"key 9 has 600 tokens.*limit of 512"):  # the worker's own error
+            pool.extract(["bid ask", " ".join(["tick"] * 600)], [8, 9], overlong, progress=False)
+        assert overlong.done_keys() == set()  # refused before any forward pass
         per_worker = pool.extract(PROMPTS, KEYS, FeatureCache(tmp_path, pool.model_id, "v1"), batch_size=BATCH, progress=False)
     assert sum(per_worker) == N_BATCHES - 2
     _assert_same_as_reference(cache, reference)
+
+
+def _kill(ray, actor, timeout_s: float = 30.0) -> None:
+    """``ray.kill`` is asynchronous: a call made right after it can still be answered."""
+    ray.kill(actor)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.describe.remote(), timeout=timeout_s)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    pytest.fail("a killed Ray actor kept answering")
 
 
 def test_a_crash_keeps_finished_shards_and_the_rerun_matches(ray_up, tiny, reference, tmp_path) -> None:
@@ -129,9 +147,7 @@ def test_a_crash_keeps_finished_shards_and_the_rerun_matches(ray_up, tiny, refer
             pool.extract(PROMPTS, KEYS, cache, batch_size=BATCH, progress=False, on_shard=interrupt_after_two)
         assert _batches(cache) == expected[:2]  # batches finished out of order were not committed
 
-        ray.kill(pool.workers[1])
-        with pytest.raises(ray.exceptions.RayActorError):
-            ray.get(pool.workers[1].describe.remote())
+        _kill(ray, pool.workers[1])
         with pytest.raises(ClusterError, match=r"worker 1 died.*rerun the same command to resume"):
             pool.extract(PROMPTS, KEYS, FeatureCache(tmp_path, pool.model_id, "v1"), batch_size=BATCH, progress=False)
     kept = _batches(cache)
@@ -144,14 +160,9 @@ def test_a_crash_keeps_finished_shards_and_the_rerun_matches(ray_up, tiny, refer
     _assert_same_as_reference(cache, reference)
 
 
-def test_worker_errors_arrive_as_the_workers_own_exceptions(ray_up, tiny, tmp_path) -> None:
+def test_a_model_a_worker_cannot_load_raises_the_workers_own_error(ray_up, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         RayTeacherPool(tmp_path / "no-such-model", RayOptions(workers=1))
-    with RayTeacherPool(tiny, RayOptions(workers=1)) as pool:
-        cache = FeatureCache(tmp_path, pool.model_id, "v1")
-        with pytest.raises(ValueError, match=r"key 9 has 600 tokens.*limit of 512"):
-            pool.extract(["bid ask", " ".join(["tick"] * 600)], [8, 9], cache, progress=False)
-        assert cache.done_keys() == set()  # refused before any forward pass
 
 
 def _stored_features(out: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

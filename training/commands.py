@@ -162,8 +162,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "equal an in-process run's. Used when --ray-address or --ray-workers is given; without an address a "
         "local Ray instance is started for the run. See docs/cluster.md.",
     )
-    cluster.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster: 'auto' on a cluster node, or HOST:PORT of the head")
-    cluster.add_argument("--ray-workers", type=_positive_int, metavar="N", help="teachers to start (default: cluster GPUs / --num-gpus-per-worker)")
+    cluster.add_argument("--ray-address", metavar="ADDR", help="existing Ray cluster: 'auto' on a cluster node, HOST:PORT of the head, or ray://HOST:10001 (Ray Client)")
+    cluster.add_argument("--ray-workers", type=_positive_int, metavar="N", help="teachers to start; without --ray-address, on a local Ray instance started for the run (with an address, default: cluster GPUs / --num-gpus-per-worker)")
     cluster.add_argument("--num-gpus-per-worker", type=_non_negative_float, default=0.0, metavar="G", help="GPUs each worker reserves; > 0 runs the teacher on cuda (fractions share a GPU)")
     cluster.add_argument("--num-cpus-per-worker", type=_positive_float, default=1.0, metavar="C", help="CPUs each worker reserves, also its torch thread count (default 1)")
     extract.set_defaults(func=_run_extract)
