@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     from backtests.paper.commands import register as register_paper
 
     register_paper(sub)
+    from backtests.commands import register as register_backtests
+
+    register_backtests(sub)
     return parser
 
 

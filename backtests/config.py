@@ -227,8 +227,20 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if overrides:
-        raw = {**(raw or {}), **overrides}
+        raw = merge_config(raw or {}, overrides)
     return parse_run_config(raw, source)
+
+
+def merge_config(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` over ``base``: mappings merge key by key (``venue``, ``strategy.params``), other
+    values replace; a sweep varies one key of a config without restating the rest."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def strategy_config(spec: RunSpec) -> Any:

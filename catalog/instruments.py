@@ -64,9 +64,13 @@ _FEES = {
 
 
 def default_binance_instrument_id(market: BinanceMarket, symbol: str) -> InstrumentId:
-    """Nautilus' own naming: ``BTCUSDT-PERP.BINANCE``, ``BTCUSDT.BINANCE``, ``BTCUSD_PERP.BINANCE``."""
+    """Nautilus' own naming (its Binance adapter): ``BTCUSDT-PERP.BINANCE``, ``BTCUSDT.BINANCE``,
+    ``BTCUSD-PERP.BINANCE`` for COIN-M ``BTCUSD_PERP``: an underscore in a Nautilus symbol marks a
+    spread, whose fills the matching engine splits into legs (and fails on)."""
     if market is BinanceMarket.USDM:
         return InstrumentId.from_str(f"{symbol}-PERP.BINANCE")
+    if market is BinanceMarket.COINM:
+        return InstrumentId.from_str(f"{symbol.replace('_', '-')}.BINANCE")
     return InstrumentId.from_str(f"{symbol}.BINANCE")
 
 

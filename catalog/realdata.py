@@ -15,7 +15,7 @@ BINANCE_CAPTURES: dict[str, list[str]] = {
     "BTCUSDT-PERP.BINANCE": ["hftbacktest-binance/usdm/btcusdt_20240808.gz"],
     "ETHUSDT-PERP.BINANCE": ["hftbacktest-binance/usdm/ethusdt_20240808.gz"],
     "BTCUSDT.BINANCE": ["hftbacktest-binance/spot/btcusdt_20240808.gz", "hftbacktest-binance/spot/btcusdt_20240809.gz"],
-    "BTCUSD_PERP.BINANCE": ["hftbacktest-binance/cm/btcusd_perp_20240808.gz", "hftbacktest-binance/cm/btcusd_perp_20240809.gz"],
+    "BTCUSD-PERP.BINANCE": ["hftbacktest-binance/cm/btcusd_perp_20240808.gz", "hftbacktest-binance/cm/btcusd_perp_20240809.gz"],
 }
 
 

@@ -25,12 +25,9 @@ class FixedSpreadConfig(MarketMakerConfig, frozen=True):
     ----------
     half_spread_ticks : float, default 1.0
         Distance of each quote from the mid [ticks] (at least one tick after rounding).
-    order_size : float, default 0.001
-        Size of every order [base units / contracts].
     """
 
     half_spread_ticks: float = 1.0
-    order_size: float = 0.001
 
 
 class FixedSpreadStrategy(MarketMaker):
@@ -51,7 +48,6 @@ class FixedSpreadStrategy(MarketMaker):
 
 
 class _OnlineEstimatesConfig(MarketMakerConfig, frozen=True):
-    order_size: float = 0.001
     gamma: float = 0.01
     sigma_half_life_s: float = 30.0
     intensity_window_s: float = 60.0

@@ -61,6 +61,9 @@ class MarketMakerConfig(StrategyConfig, frozen=True):
         Hard limit on |position| [base units / contracts].
     min_size, max_size : float
         Order size bounds [base units / contracts]; sizes are lot multiples.
+    order_size : float, default 0.001
+        Size of every order of the fixed-size baselines (also their inventory unit); CMM and
+        teacher-direct size from the predicted volume instead and ignore it.
     levels : int, default 1
         Orders per side (ladder); ``level_spacing_ticks`` apart.
     requote_ticks : int, default 1
@@ -90,6 +93,12 @@ class MarketMakerConfig(StrategyConfig, frozen=True):
         Kill switch: total PnL [quote currency] below ``-max_loss`` cancels all orders and stops quoting.
     flatten_on_kill : bool, default True
         When the kill switch fires, also close the position with a market order.
+    active_from_ns : int, optional
+        No decisions before this time [ns since epoch]; the book and the features still update, so a
+        backtest of the last 40 % of a capture starts from the true book and warm features.
+    record_mids : bool, default True
+        Keep (ts, mid) of every complete batch (``mid_ts``, ``mid_px``) for the run's metrics
+        (PnL marked to mid, markouts); two list appends per batch.
     """
 
     instrument_id: InstrumentId
@@ -101,6 +110,7 @@ class MarketMakerConfig(StrategyConfig, frozen=True):
     min_size: float = 0.001
     max_size: float = 0.01
     size_fraction: float = 0.05
+    order_size: float = 0.001
     levels: int = 1
     level_spacing_ticks: int = 1
     requote_ticks: int = 1
@@ -115,6 +125,8 @@ class MarketMakerConfig(StrategyConfig, frozen=True):
     stale_book_ms: int = 2000
     max_loss: float | None = None
     flatten_on_kill: bool = True
+    active_from_ns: int | None = None
+    record_mids: bool = True
 
 
 class MarketMaker(Strategy):
@@ -149,6 +161,8 @@ class MarketMaker(Strategy):
         self.killed = False
         self.stale = False
         self.decision_costs_ns: list[int] = []
+        self.mid_ts: list[int] = []
+        self.mid_px: list[float] = []
         self.order_decision_ns: dict[str, int] = {}  # client order id -> event time of its decision
 
     # -- subclass interface ------------------------------------------------------------------
@@ -204,6 +218,8 @@ class MarketMaker(Strategy):
         # On a live clock the compute time has already passed when the orders go out: charging it
         # again would count it twice. In a backtest the clock stands still while we compute.
         self.charge_latency = config.charge_latency and not isinstance(self.clock, LiveClock)
+        self._active_from = config.active_from_ns or 0
+        self._record_mids = config.record_mids
         self.setup()
         self.subscribe_order_book_deltas(config.instrument_id, BookType.L2_MBP)
         self.subscribe_trade_ticks(config.instrument_id)
@@ -238,8 +254,11 @@ class MarketMaker(Strategy):
             return
         bid, bid_size, ask, ask_size = best
         self.on_book_top(ts, bid, bid_size, ask, ask_size)
-        if self.killed or ts < self.busy_until_ns:
-            return  # killed, or still computing the previous decision
+        if self._record_mids and bid < ask:
+            self.mid_ts.append(ts)
+            self.mid_px.append(0.5 * (bid + ask))
+        if self.killed or ts < self.busy_until_ns or ts < self._active_from:
+            return  # killed, still computing the previous decision, or before the trading window
         self.stale = False
         started = time.perf_counter_ns()
         position = float(self.portfolio.net_position(self.config.instrument_id))

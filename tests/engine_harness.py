@@ -11,6 +11,7 @@ from nautilus_trader.model.enums import AccountType, BookAction, BookType, OmsTy
 from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.objects import Money, Quantity
 
+from backtests.runner import quote_segments
 from catalog.validation import F_LAST, F_SNAPSHOT
 
 START_BALANCE = 100_000
@@ -69,32 +70,6 @@ def position_path(engine) -> list[float]:
         q += float(qty) if side == "BUY" else -float(qty)
         path.append(q)
     return path
-
-
-def quote_segments(engine) -> list[tuple[str, float, int, int]]:
-    """(side, price, from_ns, to_ns) of every post-only order while it rested at one price, from the
-    orders' own events (accepted, updated, closed)."""
-    out = []
-    for order in engine.cache.orders():
-        if not order.is_post_only:
-            continue
-        price, since = None, None
-        for event in order.events:
-            kind = type(event).__name__
-            if kind == "OrderAccepted":
-                price, since = float(order.events[0].options["price"]), event.ts_event
-            elif kind == "OrderUpdated" and since is not None:
-                out.append((order.side_string(), price, since, event.ts_event))
-                price, since = event.price.as_double(), event.ts_event
-            elif kind in ("OrderCanceled", "OrderExpired") and since is not None:
-                out.append((order.side_string(), price, since, event.ts_event))
-                since = None
-            elif kind == "OrderFilled" and since is not None and event is order.events[-1] and order.is_closed:
-                out.append((order.side_string(), price, since, event.ts_event))
-                since = None
-        if since is not None:
-            out.append((order.side_string(), price, since, 1 << 62))
-    return out
 
 
 def assert_own_quotes_never_cross(engine) -> int:

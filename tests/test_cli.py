@@ -20,6 +20,9 @@ SUBCOMMANDS = [
     ["demo"],
     ["paper"],
     ["fill-validate"],
+    ["backtest"],
+    ["compare"],
+    ["sweep"],
 ]
 
 

@@ -14,7 +14,13 @@ from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
 from nautilus_trader.backtest.models import FillModel
 from nautilus_trader.config import LoggingConfig
 from nautilus_trader.model.currencies import USD
-from nautilus_trader.model.data import BookOrder, OrderBookDelta, TradeTick
+from nautilus_trader.model.data import (
+    BookOrder,
+    OrderBookDelta,
+    OrderBookDeltas,
+    QuoteTick,
+    TradeTick,
+)
 from nautilus_trader.model.enums import (
     AccountType,
     AggressorSide,
@@ -34,6 +40,7 @@ from backtests.fill.nautilus_model import (
     QueuePositionFillModel,
     QueuePositionModule,
 )
+from backtests.fill.queue import QueueBook
 
 INSTRUMENT = TestInstrumentProvider.equity(symbol="ES", venue="XCME")
 BID, ASK = OrderSide.BUY, OrderSide.SELL
@@ -120,11 +127,16 @@ def run(
     n: float = 2.0,
     fill_model=None,
     modules: list | None = None,
+    book_type: BookType = BookType.L2_MBP,
 ):
     engine = BacktestEngine(
         BacktestEngineConfig(logging=LoggingConfig(bypass_logging=True))
     )
     queue_model = fill_model is None
+    if modules is None and queue_model:
+        module = QueuePositionModule(QueueModuleConfig())
+        module.verify = True  # after every data item: incremental state == a full re-read of the venue
+        modules = [module]
     engine.add_venue(
         venue=Venue("XCME"),
         oms_type=OmsType.NETTING,
@@ -134,12 +146,8 @@ def run(
         fill_model=QueuePositionFillModel(QueueFillModelConfig(model=model, n=n))
         if queue_model
         else fill_model,
-        modules=modules
-        if modules is not None
-        else [QueuePositionModule(QueueModuleConfig())]
-        if queue_model
-        else [],
-        book_type=BookType.L2_MBP,
+        modules=modules if modules is not None else [],
+        book_type=book_type,
         trade_execution=True,
     )
     engine.add_instrument(INSTRUMENT)
@@ -152,6 +160,8 @@ def run(
         label: [e.ts_event for e in order.events if type(e).__name__ == "OrderFilled"]
         for label, order in strategy.orders.items()
     }
+    for module in modules or []:
+        assert not getattr(module, "verify_errors", []), module.verify_errors[:5]
     engine.dispose()
     return filled, fill_ts
 
@@ -273,3 +283,113 @@ def test_sell_side_mirrors_buy_side(model):
     data = [*book(1), trade(10, 101.00, 5, BUYER), trade(20, 101.00, 1, BUYER)]
     _, fill_ts = run(data, [(5, submit("s", ASK, 101.00, 1))], model=model)
     assert fill_ts["s"] == [20]
+
+
+def test_batched_deltas_and_a_clear_move_the_queue_like_single_deltas():
+    # A snapshot batch (CLEAR + ADDs) re-shows the bid at 2: only 2 can still be ahead of us.
+    batch = OrderBookDeltas(
+        INSTRUMENT.id,
+        [
+            OrderBookDelta.clear(INSTRUMENT.id, 0, 10, 10),
+            level(10, BID, 100.00, 2, BookAction.ADD),
+            level(10, ASK, 101.00, 5, BookAction.ADD),
+        ],
+    )
+    data = [*book(1), batch, trade(20, 100.00, 3, SELLER)]
+    filled, fill_ts = run(data, [(5, submit("b", BID, 100.00, 1))])
+    assert filled["b"] == 1 and fill_ts["b"] == [20]
+
+
+def test_deltas_away_from_our_levels_cost_no_queue_work(monkeypatch):
+    """A deep, busy book must not make every delta re-read our levels (the cost on real data)."""
+    calls = []
+    on_depth = QueueBook.on_depth
+    monkeypatch.setattr(
+        QueueBook, "on_depth", lambda self, *a: (calls.append(a), on_depth(self, *a))[1]
+    )
+    churn = [
+        level(10 + i, BID, 90.00 - (i % 50) * 0.01, 1 + i % 7, BookAction.ADD)
+        for i in range(2000)
+    ]
+    data = [
+        *book(1),
+        *churn,
+        level(5000, BID, 100.00, 4),
+        trade(6000, 100.00, 5, SELLER),
+    ]
+    filled, _ = run(data, [(5, submit("b", BID, 100.00, 1))])
+    assert filled["b"] == 1  # 4 ahead after the cancel, 5 traded
+    # Placement, the one delta at 100.00 and the trade; nothing for the churn.
+    assert len(calls) <= 5
+
+
+def test_random_script_keeps_incremental_state_equal_to_a_full_reread():
+    """Many levels, trades, and our orders placed, moved and cancelled: ``verify`` (on in ``run``)
+    compares sizes and queue membership with the venue after every data item."""
+    import random
+
+    rng = random.Random(7)
+    data = [*book(1, 20, 20)]
+    for i in range(1500):
+        ts = 10 + i * 10
+        if rng.random() < 0.15:
+            side = rng.choice([BID, ASK])
+            px = 100.00 - rng.randrange(3) if side == BID else 101.00 + rng.randrange(3)
+            data.append(
+                trade(ts, px, rng.randint(1, 8), SELLER if side == BID else BUYER)
+            )
+        else:
+            side = rng.choice([BID, ASK])
+            px = 100.00 - rng.randrange(5) if side == BID else 101.00 + rng.randrange(5)
+            data.append(level(ts, side, px, rng.randint(0, 30)))
+    actions = []
+    for i in range(40):
+        ts = 15 + i * 370
+        label = f"o{i}"
+        side = BID if i % 2 == 0 else ASK
+        px = 100.00 - rng.randrange(3) if side == BID else 101.00 + rng.randrange(3)
+        actions.append((ts, submit(label, side, px, rng.randint(1, 6))))
+        if i % 3 == 0:
+            new_px = px - 1 if side == BID else px + 1
+            actions.append((ts + 120, modify(label, new_px)))
+        if i % 4 == 1:
+            actions.append((ts + 250, cancel(label)))
+    for model in ("risk_averse", "power"):
+        filled, _ = run(data, actions, model=model)
+        assert sum(filled.values()) > 0
+
+
+def test_l1_book_from_quotes_is_reread_after_each_quote():
+    """On an L1_MBP venue quotes move the book: the module re-reads it instead of mirroring deltas."""
+
+    def quote(ts: int, bid_size: int) -> QuoteTick:
+        return QuoteTick(
+            INSTRUMENT.id,
+            Price(100.00, 2),
+            Price(101.00, 2),
+            Quantity.from_int(bid_size),
+            Quantity.from_int(5),
+            ts,
+            ts,
+        )
+
+    data = [quote(1, 5), quote(10, 2), trade(20, 100.00, 3, SELLER)]
+    filled, _ = run(data, [(5, submit("b", BID, 100.00, 1))], book_type=BookType.L1_MBP)
+    assert filled["b"] == 1  # 2 ahead once the quote shows 2, 3 traded
+
+
+def test_share_below_the_size_increment_keeps_the_order_in_its_place():
+    # power n=1: 5 ahead, 5 join behind, 3 cancel -> 1.5 of them in front: 3.5 ahead. A 4-lot print
+    # hands the order 0.5 lot, which the venue cannot fill (1-lot increment); the order must keep its
+    # place at the front rather than rejoin the back behind 7, so the next 1-lot print fills it.
+    data = [
+        *book(1),
+        level(10, BID, 100.00, 10),
+        level(15, BID, 100.00, 7),
+        trade(20, 100.00, 4, SELLER),
+        trade(30, 100.00, 1, SELLER),
+    ]
+    filled, fill_ts = run(
+        data, [(5, submit("b", BID, 100.00, 3))], model="power", n=1.0
+    )
+    assert filled["b"] == 1 and fill_ts["b"] == [30]

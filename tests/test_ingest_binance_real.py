@@ -25,7 +25,7 @@ EXPECTED_TRADES = {
     "BTCUSDT-PERP.BINANCE": 21_313,
     "ETHUSDT-PERP.BINANCE": 14_076,
     "BTCUSDT.BINANCE": 9_757 + 10_147,
-    "BTCUSD_PERP.BINANCE": 2_286 + 2_949,
+    "BTCUSD-PERP.BINANCE": 2_286 + 2_949,
 }
 
 
@@ -98,7 +98,7 @@ def test_instruments_have_the_venue_filters():
         "BTCUSDT-PERP.BINANCE": ("0.1", "0.001", "0.001", "1", False, "USDT", "USDT"),
         "ETHUSDT-PERP.BINANCE": ("0.01", "0.001", "0.001", "1", False, "USDT", "USDT"),
         "BTCUSDT.BINANCE": ("0.01", "0.000001", "0.00001", "1", False, "USDT", None),
-        "BTCUSD_PERP.BINANCE": ("0.1", "1", "1", "100", True, "USD", "BTC"),
+        "BTCUSD-PERP.BINANCE": ("0.1", "1", "1", "100", True, "USD", "BTC"),
     }
     for instrument_id, (tick, size_inc, lot, mult, inverse, quote, settle) in expected.items():
         # Read only the first file of each capture: enough to build the instrument.

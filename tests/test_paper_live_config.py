@@ -74,7 +74,7 @@ def test_live_config_builds_the_real_binance_client_without_network(example_spec
 
 @pytest.mark.parametrize(
     ("instrument_id", "account_type"),
-    [("BTCUSDT-PERP.BINANCE", "USDT_FUTURES"), ("BTCUSD_PERP.BINANCE", "COIN_FUTURES"), ("BTCUSDT.BINANCE", "SPOT")],
+    [("BTCUSDT-PERP.BINANCE", "USDT_FUTURES"), ("BTCUSD-PERP.BINANCE", "COIN_FUTURES"), ("BTCUSDT.BINANCE", "SPOT")],
 )
 def test_binance_market_follows_the_instrument_id(instrument_id, account_type, monkeypatch):
     monkeypatch.setenv("BINANCE_API_KEY", "k")

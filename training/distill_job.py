@@ -320,7 +320,18 @@ def run_distill(
     }
     (out / "eval.json").write_text(json.dumps(evaluation, indent=1, default=float))
     write_teacher_predictions(out / TEACHER_PREDICTIONS, pooled, teacher_pred, teacher_ms)
+    def finite(a: np.ndarray) -> list:
+        return [[float(v) if np.isfinite(v) else None for v in row] for row in np.asarray(a)]
+
+    probe_maps = {"targets": targets, "f_task": finite(task_probe.f_task), "f_data": None, "components": None}
+    if plan_path is None:
+        probe_maps.update(f_data=finite(f_data), components=list(pooled.stained))
+    (out / PROBE_MAPS).write_text(json.dumps(probe_maps))
     return evaluation
+
+
+# The fluorescence maps the plan came from, kept beside the bundle for the backtest reports.
+PROBE_MAPS = "probe_maps.json"
 
 
 def write_teacher_predictions(path: Path, pooled: Pooled, teacher_pred: np.ndarray, teacher_ms: float) -> None:

@@ -23,7 +23,7 @@ Rules (the issue's, in order):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, KeysView
 from dataclasses import dataclass, field
 
 BUY = 1
@@ -112,6 +112,13 @@ class QueueBook:
 
     def tracked_levels(self) -> list[tuple[int, int]]:
         return list(self._levels)
+
+    def level_keys(self) -> KeysView[tuple[int, int]]:
+        """A live, read-only view of the (side, price) levels we queue at (cheap membership tests)."""
+        return self._levels.keys()
+
+    def level(self, side: int, price: int) -> Level | None:
+        return self._levels.get((side, price))
 
     def place(
         self, order_id: str, side: int, price: int, qty: float, displayed: float

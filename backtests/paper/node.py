@@ -170,14 +170,15 @@ def _catalog_instrument(path: Path, instrument_id: str) -> Any | None:
 
 
 def binance_market(instrument_id: str) -> Any:
-    """USD-M (``BTCUSDT-PERP``), COIN-M (``BTCUSD_PERP``) or spot (``BTCUSDT``), from Nautilus' naming."""
+    """USD-M (``BTCUSDT-PERP``), COIN-M (``BTCUSD-PERP``, Binance's ``BTCUSD_PERP``) or spot
+    (``BTCUSDT``), from Nautilus' naming: COIN-M perpetuals are quoted in USD itself."""
     from catalog.instruments import BinanceMarket
 
     symbol = instrument_id.split(".")[0]
+    if symbol.endswith("USD-PERP") or "_" in symbol:
+        return BinanceMarket.COINM
     if symbol.endswith("-PERP"):
         return BinanceMarket.USDM
-    if "_" in symbol:
-        return BinanceMarket.COINM
     return BinanceMarket.SPOT
 
 
@@ -193,8 +194,10 @@ def session_instrument(spec: RunSpec, replay: Path | None) -> Any:
         if instrument is None:
             from catalog.instruments import binance_instrument
 
-            symbol = spec.instrument_id.split(".")[0].removesuffix("-PERP")
-            instrument = binance_instrument(binance_market(spec.instrument_id), symbol)
+            market = binance_market(spec.instrument_id)
+            symbol = spec.instrument_id.split(".")[0]
+            symbol = symbol.replace("-PERP", "_PERP") if market.name == "COINM" else symbol.removesuffix("-PERP")
+            instrument = binance_instrument(market, symbol)
     return _with_fees(instrument, spec.venue.maker_fee, spec.venue.taker_fee)
 
 
