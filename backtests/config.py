@@ -199,6 +199,7 @@ def parse_run_config(raw: Any, source: Path) -> RunSpec:
     if strategy["name"] not in STRATEGIES:
         raise ConfigError(f"{where}: strategy.name: unknown strategy {strategy['name']!r} (known: {', '.join(sorted(STRATEGIES))})")
     params = _mapping_or_none(strategy.get("params"), "strategy.params", where) or {}
+    _check_strategy_params(strategy["name"], params, where)
     bundle = _resolve_path(raw["bundle"], base) if raw.get("bundle") else None
     if bundle is not None and not (bundle / "manifest.json").is_file():
         raise ConfigError(f"{where}: bundle: no model bundle (manifest.json) at {bundle}")
@@ -215,6 +216,21 @@ def parse_run_config(raw: Any, source: Path) -> RunSpec:
         seed=int(raw.get("seed", 0)),
         paper=_mapping_or_none(raw.get("paper"), "paper", where) or {},
     )
+
+
+def _check_strategy_params(name: str, params: dict[str, Any], where: str) -> None:
+    """NautilusTrader decodes strategy configs leniently (unknown fields are dropped): refuse them here."""
+    from nautilus_trader.common.config import resolve_config_path
+
+    from cmm_strategy.registry import strategy_paths
+
+    fields = set(resolve_config_path(strategy_paths(name)[1]).__struct_fields__)
+    filled_by_runner = {"instrument_id", "bundle_path", "active_from_ns"}
+    for key in params:
+        if key not in fields or key in filled_by_runner:
+            known = ", ".join(sorted(fields - filled_by_runner - {"strategy_id", "order_id_tag", "oms_type", "external_order_claims"}))
+            why = "set by the runner from the top level" if key in filled_by_runner else "unknown key"
+            raise ConfigError(f"{where}: strategy.params.{key}: {why} (known for {name}: {known})")
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunSpec:

@@ -235,6 +235,8 @@ def run_backtest(config: str | Path | RunSpec, out_dir: str | Path | None = None
         events = engine.iteration
         segments = quote_segments(engine)
         change = account_change(engine, instrument)
+        nautilus_fills = engine.trader.generate_fills_report()
+        nautilus_fees = float(sum(float(str(c).split()[0]) for c in nautilus_fills["commission"])) if len(nautilus_fills) else 0.0
         extra = {
             "decisions": int(strategy.decisions),
             "modifies": int(getattr(strategy, "modifies", 0)),
@@ -262,7 +264,12 @@ def run_backtest(config: str | Path | RunSpec, out_dir: str | Path | None = None
         "metrics": metrics,
         "units": metric_units(),
         "strategy_counters": extra,
-        "reconciliation": {"account_balance_change": change, "final_position": float(record.position_at(np.array([record.end_ns]))[0])},
+        "reconciliation": {
+            "account_balance_change": change,  # NautilusTrader's account
+            "nautilus_fills": int(len(nautilus_fills)),  # NautilusTrader's fills report
+            "nautilus_commissions": nautilus_fees,
+            "final_position": float(record.position_at(np.array([record.end_ns]))[0]),
+        },
         "engine_iterations": int(events),
         "wall_seconds": round(seconds, 2),
     }

@@ -80,7 +80,7 @@ class TeacherDirectStrategy(MarketMaker):
             return None
         self._next = last + 1
         row = self._pred[last]
-        return float(row[0]), float(row[1]), float(row[2])
+        return float(row[0]), float(row[1]), self.volume_log_in_order_units(float(row[2]), 0.5 * (bid + ask))
 
     def decision_cost_ns(self, measured_ns: int) -> int:
         return self.teacher_latency_ns
