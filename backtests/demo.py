@@ -5,9 +5,11 @@ Stages (each prints its progress, each result lands under ``--out``):
 2. teacher features: samples on a 100 ms grid, prompts, the default LLM's hidden states;
 3. the normalized fluorescent probe: F_task / F_data heat maps and the decomposition plan;
 4. distillation: students + Hájek-MoE + every baseline, evaluated; the bundle;
-5. the report: comparison table and chart.
+5. the prediction report: comparison table and chart;
+6. backtests of CMM and every baseline market maker (fixed spread, Avellaneda-Stoikov, GLFT,
+   teacher-direct paying the LLM's latency) through NautilusTrader on the held-out last 40 % of the
+   market, queue-position fills; one report.html per run and the comparison (compare.html).
 
-Backtests of CMM and the baseline market makers join this pipeline when the strategy lands.
 Synthetic data is for this demo only: results on it are not headline numbers.
 """
 
@@ -39,7 +41,7 @@ def run_demo(out: Path, minutes: float, seed: int, samples: int, model: str | No
     catalog_dir, features_dir, probe_dir, bundle_dir = out / "catalog", out / "features", out / "probe", out / "bundle"
     summary: dict[str, object] = {"out": str(out.resolve()), "instrument_id": INSTRUMENT, "stages": {}}
     stages: dict[str, object] = summary["stages"]  # type: ignore[assignment]
-    total = 5
+    total = 6
 
     started = _stage(1, total, f"synthetic L2 market: {minutes:g} min, seed {seed} -> {catalog_dir}")
     if catalog_dir.exists():
@@ -76,10 +78,59 @@ def run_demo(out: Path, minutes: float, seed: int, samples: int, model: str | No
     print(table)
     stages["report"] = {"seconds": round(time.perf_counter() - started, 1), "markdown": str(report_md), "chart": str(report_png)}
 
+    started = _stage(6, total, "backtests on the held-out last 40 %: CMM and every baseline (NautilusTrader, queue-position fills)")
+    backtests_dir = out / "backtests"
+    sweep_file = write_demo_backtests(out, catalog_dir, bundle_dir)
+    from backtests.sweep import run_sweep
+
+    sweep = run_sweep(sweep_file, backtests_dir)
+    print((backtests_dir / "compare.md").read_text())
+    stages["backtests"] = {
+        "seconds": round(time.perf_counter() - started, 1),
+        "comparison": str(backtests_dir / "compare.html"),
+        "failed": sweep["failed"],
+    }
+
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(f"\ndone: report {report_md}, chart {report_png}, maps in {probe_dir}, bundle {bundle_dir}")
+    print(f"\ndone: backtest comparison {backtests_dir / 'compare.html'} (one report.html per run beside it),")
+    print(f"prediction report {report_md}, chart {report_png}, maps in {probe_dir}, bundle {bundle_dir}")
     print("(synthetic market: a demonstration, not a result; real-data results are in docs/results.md)")
     return summary
+
+
+DEMO_STRATEGIES = {
+    "cmm": {},
+    "teacher_direct": {},
+    "fixed_spread": {"half_spread_ticks": 1.0},
+    "avellaneda_stoikov": {"gamma": 0.05, "tau_s": 1.0},
+    "glft": {"gamma": 0.05},
+}
+
+
+def write_demo_backtests(out: Path, catalog_dir: Path, bundle_dir: Path) -> Path:
+    """The demo's backtest config and sweep file, written as YAML so they can be read and rerun
+    (``cmm backtest out/demo/backtests.yaml``, ``cmm sweep out/demo/sweep.yaml --out ...``)."""
+    import yaml
+
+    config = {
+        "catalog": str(catalog_dir.resolve()),
+        "instrument_id": INSTRUMENT,
+        "time_range": {"start_fraction": 0.6, "end_fraction": 1.0},
+        "bundle": str(bundle_dir.resolve()),
+        "venue": {
+            "oms_type": "NETTING",
+            "account_type": "MARGIN",
+            "starting_balances": ["100000 USDT"],
+            "fees": {"maker": -0.00005, "taker": 0.0004},
+            "fill_model": {"name": "queue-risk-averse"},
+        },
+        "strategy": {"name": "cmm", "params": {"q_max": 0.05, "min_size": 0.001, "max_size": 0.01, "order_size": 0.002}},
+    }
+    config_file = out / "backtests.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    sweep_file = out / "sweep.yaml"
+    sweep_file.write_text(yaml.safe_dump({"configs": [config_file.name], "strategies": DEMO_STRATEGIES}, sort_keys=False))
+    return sweep_file
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -93,7 +144,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the main job end to end on the embedded synthetic market",
         description=(
             "Run the CMM pipeline end to end on the embedded synthetic market (no data or network needed): "
-            "synthetic catalog, teacher features, probe and plan, distillation with every baseline, report."
+            "synthetic catalog, teacher features, probe and plan, distillation with every baseline, prediction report, "
+            "and NautilusTrader backtests of CMM and every baseline market maker with a comparison report."
         ),
     )
     parser.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")

@@ -2,7 +2,11 @@
 
 Each task is an ordinary ``cmm backtest`` run (same code, same ``results.json``) into its own folder
 under ``--out``; a folder that already holds ``results.json`` is skipped, so an interrupted sweep
-resumes. A failed task is retried once, then reported as failed in ``sweep.json`` (never dropped).
+resumes (unless the folder's ``sweep-task.json`` shows that the task's merged config has changed since:
+then it runs again). A failed task is retried once, then reported as failed in ``sweep.json``; every
+task of the sweep is listed there (``ok``, ``failed``, or ``pending`` when the sweep was interrupted).
+On Ray, workers run each backtest in a private temporary folder and send the files back; the driver
+writes them (``results.json`` last), so only the catalog and the bundle must be visible to the workers.
 The finished runs are compared with ``cmm compare`` into ``--out``; ``--markdown`` also writes the
 comparison as a document (``docs/results.md`` is made this way).
 
@@ -20,6 +24,8 @@ Sweep file::
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -28,9 +34,10 @@ from typing import Any
 
 import yaml
 
-from backtests.config import ConfigError, load_run_config
+from backtests.config import ConfigError, RunSpec, load_run_config, merge_config
 
 _SWEEP_KEYS = {"configs", "strategies", "fill_models"}
+TASK_FILE = "sweep-task.json"  # in each run folder: the merged config it ran (resume reruns a changed task)
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ def load_sweep(path: str | Path) -> list[Task]:
         raise ConfigError(f"{path}: expected a mapping")
     unknown = set(raw) - _SWEEP_KEYS
     if unknown:
-        raise ConfigError(f"{path}: {sorted(unknown)[0]}: unknown key (known: {', '.join(sorted(_SWEEP_KEYS))})")
+        raise ConfigError(f"{path}: {min(unknown)}: unknown key (known: {', '.join(sorted(_SWEEP_KEYS))})")
     configs = raw.get("configs")
     if not isinstance(configs, list) or not configs:
         raise ConfigError(f"{path}: configs: expected a non-empty list of config files")
@@ -87,21 +94,75 @@ def load_sweep(path: str | Path) -> list[Task]:
     return tasks
 
 
-def run_task(task: Task, out_dir: str) -> dict[str, Any]:
-    """One backtest; importable by Ray workers and subprocesses alike."""
+def _raw_config(task: Task) -> dict[str, Any]:
+    """The task's config as merged YAML (file + overrides): what its results depend on."""
+    return merge_config(yaml.safe_load(Path(task.config).read_text()) or {}, task.overrides)
+
+
+def _fingerprint(task: Task) -> dict[str, Any]:
+    return json.loads(json.dumps({"config": task.config, "merged": _raw_config(task)}, sort_keys=True, default=str))
+
+
+def _finished(folder: Path) -> bool:
+    """A readable ``results.json`` with metrics (results are stored with ``results.json`` last, so a
+    run interrupted while its folder was written is not taken for a finished one)."""
+    try:
+        return "metrics" in json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _resume_state(task: Task, folder: Path) -> str | None:
+    """None: run the task; else why it is skipped or rerun ("done" / "changed")."""
+    if not _finished(folder):
+        return None
+    stamp = folder / TASK_FILE
+    if stamp.is_file():
+        try:
+            if json.loads(stamp.read_text()) != _fingerprint(task):
+                return "changed"
+        except ValueError:
+            return "changed"
+    return "done"
+
+
+def execute(spec: RunSpec) -> dict[str, Any]:
+    """One backtest into a private temporary folder; returns its summary and its files (bytes).
+
+    This is what a Ray worker runs: the driver stores the files, so the output folder need not be
+    shared with the workers (the catalog and the bundle must be, at the same absolute paths)."""
     from backtests.runner import run_backtest
 
-    spec = load_run_config(task.config, task.overrides)
-    results = run_backtest(spec, Path(out_dir) / task.name, progress=False)
-    return {"name": task.name, "pnl": results["metrics"]["pnl"], "wall_seconds": results["wall_seconds"]}
+    with tempfile.TemporaryDirectory(prefix="cmm-sweep-") as tmp:
+        results = run_backtest(spec, tmp, progress=False)
+        files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+    return {"name": spec.name, "pnl": results["metrics"]["pnl"], "wall_seconds": results["wall_seconds"], "files": files}
+
+
+def store(out: Path, task: Task, files: dict[str, bytes]) -> None:
+    """Write a run's files into ``out/<task>``, each by rename, ``results.json`` last (resume marker)."""
+    folder = out / task.name
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {**files, TASK_FILE: json.dumps(_fingerprint(task), indent=1).encode()}
+    for name in sorted(files, key=lambda n: n == "results.json"):
+        tmp = folder / f".{name}.partial"
+        tmp.write_bytes(files[name])
+        os.replace(tmp, folder / name)
+
+
+def run_task(task: Task, out_dir: str | Path) -> dict[str, Any]:
+    """One backtest of a sweep, stored into ``out_dir/<task name>``; returns its summary."""
+    info = execute(load_run_config(task.config, task.overrides))
+    store(Path(out_dir), task, info.pop("files"))
+    return info
 
 
 def _run_local(pending: list[Task], out: Path, status: dict[str, Any], save) -> None:
     for i, task in enumerate(pending, 1):
+        started = time.perf_counter()
         for attempt in (1, 2):
-            started = time.perf_counter()
             try:
-                info = run_task(task, str(out))
+                info = run_task(task, out)
                 status[task.name] = {"status": "ok", "attempts": attempt, **info}
                 break
             except Exception as exc:  # noqa: BLE001 - reported per task, the sweep goes on
@@ -118,20 +179,32 @@ def _run_ray(pending: list[Task], out: Path, status: dict[str, Any], save, addre
     started_here = False
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers or 2, include_dashboard=False, log_to_driver=False)
+            # address="local": a private instance even where `ray start --head` runs on this machine
+            # (a plain ray.init() would join that cluster and refuse num_cpus).
+            ray.init(address="local", num_cpus=workers or 2, include_dashboard=False, log_to_driver=False)
             started_here = True
     try:
-        remote = ray.remote(max_retries=1, retry_exceptions=True, num_cpus=1)(run_task)
-        futures = {remote.remote(task, str(out)): task for task in pending}
+        # The driver resolves every config (paths included); workers get the validated spec, so the
+        # config files need not exist on the workers. A task whose worker dies is retried once.
+        specs = {task.name: load_run_config(task.config, task.overrides) for task in pending}
+        remote = ray.remote(max_retries=1, retry_exceptions=True, num_cpus=1)(execute)
+        queue = list(pending)
+        limit = workers or len(pending)  # --ray-workers also caps the tasks in flight on a cluster
+        futures: dict[Any, Task] = {}
         done = 0
-        while futures:
+        while queue or futures:
+            while queue and len(futures) < limit:
+                task = queue.pop(0)
+                futures[remote.remote(specs[task.name])] = task
             ready, _ = ray.wait(list(futures), num_returns=1)
             task = futures.pop(ready[0])
             done += 1
             try:
-                status[task.name] = {"status": "ok", **ray.get(ready[0])}
+                info = ray.get(ready[0])
+                store(out, task, info.pop("files"))
+                status[task.name] = {"status": "ok", **info}
             except Exception as exc:  # noqa: BLE001 - a task that failed twice (or lost its worker twice)
                 status[task.name] = {"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[-2000:]}"}
             print(f"[{done}/{len(pending)}] {task.name}: {status[task.name]['status']}", flush=True)
@@ -149,28 +222,41 @@ def run_sweep(
     markdown: str | Path | None = None,
 ) -> dict[str, Any]:
     tasks = load_sweep(sweep_file)
-    out = Path(out)
+    if ray_workers is not None and ray_workers < 1:
+        raise ConfigError(f"--ray-workers: expected at least 1, got {ray_workers}")
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     status_path = out / "sweep.json"
     status: dict[str, Any] = {}
+    pending: list[Task] = []
     for task in tasks:
-        if (out / task.name / "results.json").is_file():
+        state = _resume_state(task, out / task.name)
+        if state == "done":
             status[task.name] = {"status": "ok", "resumed": True}
+        else:
+            if state == "changed":
+                print(f"{task.name}: config changed since its stored run, running it again", flush=True)
+            status[task.name] = {"status": "pending"}
+            pending.append(task)
 
     def save() -> None:
-        status_path.write_text(json.dumps({"sweep": str(sweep_file), "tasks": status}, indent=1))
+        tmp = status_path.with_name(".sweep.json.partial")
+        tmp.write_text(json.dumps({"sweep": str(sweep_file), "tasks": status}, indent=1))
+        os.replace(tmp, status_path)
 
-    pending = [t for t in tasks if t.name not in status]
     print(f"sweep {sweep_file}: {len(tasks)} backtests, {len(tasks) - len(pending)} already done", flush=True)
     save()
-    if ray_address or ray_workers:
-        _run_ray(pending, out, status, save, ray_address, ray_workers)
-    else:
-        _run_local(pending, out, status, save)
-    finished = [out / t.name for t in tasks if status.get(t.name, {}).get("status") == "ok"]
-    failed = [t.name for t in tasks if status.get(t.name, {}).get("status") != "ok"]
+    try:
+        if pending and (ray_address or ray_workers):
+            _run_ray(pending, out, status, save, ray_address, ray_workers)
+        elif pending:
+            _run_local(pending, out, status, save)
+    finally:
+        save()  # an interrupted sweep leaves its unfinished tasks as "pending", never absent
+    finished = [out / t.name for t in tasks if status[t.name]["status"] == "ok"]
+    failed = [t.name for t in tasks if status[t.name]["status"] != "ok"]
     if finished:
-        from backtests.compare import markdown_table, load_results, run_compare
+        from backtests.compare import load_results, markdown_table, run_compare
 
         run_compare(finished, out)
         if markdown:
