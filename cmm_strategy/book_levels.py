@@ -58,11 +58,17 @@ class BookLevels:
 
     def top(self, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Best-first (price, size) arrays of the top ``depth`` levels per side."""
-        bid_items = self.bids.items()[:depth]
-        ask_items = self.asks.items()[:depth]
+        return tuple(np.array(v, dtype=np.float64) for v in self.top_lists(depth))  # type: ignore[return-value]
+
+    def top_lists(self, depth: int) -> tuple[list[float], list[float], list[float], list[float]]:
+        """``top`` as plain lists (bid prices, bid sizes, ask prices, ask sizes): what the strategy's
+        hot path feeds ``FeatureState.set_levels``, without building four small numpy arrays."""
+        bids, asks = self.bids, self.asks
+        bid_keys = bids.keys()[:depth]
+        ask_keys = asks.keys()[:depth]
         return (
-            np.array([-k / FIXED_SCALAR for k, _ in bid_items]),
-            np.array([v for _, v in bid_items]),
-            np.array([k / FIXED_SCALAR for k, _ in ask_items]),
-            np.array([v for _, v in ask_items]),
+            [-k / FIXED_SCALAR for k in bid_keys],
+            [bids[k] for k in bid_keys],
+            [k / FIXED_SCALAR for k in ask_keys],
+            [asks[k] for k in ask_keys],
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from math import exp, log1p, nan
 
 import numpy as np
 
@@ -87,25 +88,27 @@ class FeatureState:
     spec: FeatureSpec
     tick: float
     lot: float
-    _ofi: np.ndarray = field(init=False)
-    _signed_volume: np.ndarray = field(init=False)
-    _trade_count: np.ndarray = field(init=False)
-    _ofi_taus: np.ndarray = field(init=False)
-    _trade_taus: np.ndarray = field(init=False)
+    # Plain Python floats, not numpy: the vectors are 2-5 long and every numpy call costs ~1 us,
+    # which made the feature update the largest part of a decision (``cmm bench``).
+    _ofi: list[float] = field(init=False)
+    _signed_volume: list[float] = field(init=False)
+    _trade_count: list[float] = field(init=False)
+    _ofi_taus: tuple[float, ...] = field(init=False)
+    _trade_taus: tuple[float, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         if not (self.tick > 0 and self.lot > 0):
             raise ValueError(f"tick and lot must be positive, got tick={self.tick}, lot={self.lot}")
-        self._ofi_taus = np.asarray(self.spec.ofi_taus_s, dtype=np.float64)
-        self._trade_taus = np.asarray(self.spec.trade_taus_s, dtype=np.float64)
-        self._ofi = np.zeros(len(self._ofi_taus))
-        self._signed_volume = np.zeros(len(self._trade_taus))
-        self._trade_count = np.zeros(len(self._trade_taus))
-        n = self.spec.levels
-        self._bid_px = np.full(n, np.nan)
-        self._bid_sz = np.zeros(n)
-        self._ask_px = np.full(n, np.nan)
-        self._ask_sz = np.zeros(n)
+        self._ofi_taus = tuple(float(t) for t in self.spec.ofi_taus_s)
+        self._trade_taus = tuple(float(t) for t in self.spec.trade_taus_s)
+        self._ofi = [0.0] * len(self._ofi_taus)
+        self._signed_volume = [0.0] * len(self._trade_taus)
+        self._trade_count = [0.0] * len(self._trade_taus)
+        # Top levels (best first, at most ``spec.levels``); missing levels are simply absent.
+        self._bid_px: list[float] = []
+        self._bid_sz: list[float] = []
+        self._ask_px: list[float] = []
+        self._ask_sz: list[float] = []
         self._variance = 0.0  # decayed sum of squared mid changes, ticks^2 per second
         self._last_book_ns = -1
         self._last_trade_ns = -1
@@ -125,19 +128,15 @@ class FeatureState:
             return
         self.on_top(ts_ns, float(bid_px[0]), float(bid_sz[0]), float(ask_px[0]), float(ask_sz[0]))
 
-    def set_levels(self, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray) -> None:
-        """Top levels used by ``write``; reading all levels of a deep book is costly, so callers
-        may call this only when they are about to ``write``, and ``on_top`` after every batch."""
+    def set_levels(self, bid_px, bid_sz, ask_px, ask_sz) -> None:
+        """Top levels used by ``write`` (best-first arrays or lists per side, may be short or empty);
+        reading all levels of a deep book is costly, so callers may call this only when they are
+        about to ``write``, and ``on_top`` after every batch."""
         n = self.spec.levels
-        nb, na = min(n, len(bid_px)), min(n, len(ask_px))
-        self._bid_px[:] = np.nan
-        self._ask_px[:] = np.nan
-        self._bid_sz[:] = 0.0
-        self._ask_sz[:] = 0.0
-        self._bid_px[:nb] = bid_px[:nb]
-        self._bid_sz[:nb] = bid_sz[:nb]
-        self._ask_px[:na] = ask_px[:na]
-        self._ask_sz[:na] = ask_sz[:na]
+        self._bid_px = _head(bid_px, n)
+        self._bid_sz = _head(bid_sz, n)
+        self._ask_px = _head(ask_px, n)
+        self._ask_sz = _head(ask_sz, n)
 
     def on_top(self, ts_ns: int, pb: float, qb: float, pa: float, qa: float) -> None:
         """Best bid/ask after every complete batch: drives OFI, the mid and realized volatility."""
@@ -146,7 +145,8 @@ class FeatureState:
         if not math.isnan(ppb):
             # Cont, Kukanov & Stoikov (2014) order-flow imbalance at the touch, in lots.
             e = (qb if pb >= ppb else 0.0) - (pqb if pb <= ppb else 0.0) - (qa if pa <= ppa else 0.0) + (pqa if pa >= ppa else 0.0)
-            self._ofi += e / self.lot
+            add = e / self.lot
+            self._ofi = [o + add for o in self._ofi]
         self._prev_best = (pb, qb, pa, qa)
         mid = 0.5 * (pb + pa)
         if not math.isnan(self._mid) and self._last_book_ns >= 0:
@@ -161,22 +161,25 @@ class FeatureState:
     def on_trade(self, ts_ns: int, size: float, aggressor_sign: int) -> None:
         """A trade: ``aggressor_sign`` +1 buyer-initiated, -1 seller-initiated, 0 unknown."""
         self._decay_trades(ts_ns)
-        self._signed_volume += aggressor_sign * size / self.lot
-        self._trade_count += 1.0
+        add = aggressor_sign * size / self.lot
+        self._signed_volume = [v + add for v in self._signed_volume]
+        self._trade_count = [c + 1.0 for c in self._trade_count]
         self._last_trade_ns = ts_ns
 
     # -- decays ------------------------------------------------------------------------------
 
     def _decay_ofi(self, ts_ns: int) -> None:
         if self._ofi_ns >= 0 and ts_ns > self._ofi_ns:
-            self._ofi *= np.exp(-((ts_ns - self._ofi_ns) / NS) / self._ofi_taus)
+            a = -((ts_ns - self._ofi_ns) / NS)
+            self._ofi = [o * exp(a / tau) for o, tau in zip(self._ofi, self._ofi_taus)]
         self._ofi_ns = max(ts_ns, self._ofi_ns)
 
     def _decay_trades(self, ts_ns: int) -> None:
         if self._trade_decay_ns >= 0 and ts_ns > self._trade_decay_ns:
-            factor = np.exp(-((ts_ns - self._trade_decay_ns) / NS) / self._trade_taus)
-            self._signed_volume *= factor
-            self._trade_count *= factor
+            a = -((ts_ns - self._trade_decay_ns) / NS)
+            factor = [exp(a / tau) for tau in self._trade_taus]
+            self._signed_volume = [v * f for v, f in zip(self._signed_volume, factor)]
+            self._trade_count = [c * f for c, f in zip(self._trade_count, factor)]
         self._trade_decay_ns = max(ts_ns, self._trade_decay_ns)
 
     # -- output ------------------------------------------------------------------------------
@@ -192,44 +195,55 @@ class FeatureState:
             return out
         n, tick, lot, scale = self.spec.levels, self.tick, self.lot, self.spec.size_scale
         mid = self._mid
-        i = 0
-        out[i : i + 2 * n : 2] = (mid - self._bid_px) / tick
-        out[i + 1 : i + 2 * n : 2] = np.log1p(self._bid_sz / lot / scale)
-        i += 2 * n
-        out[i : i + 2 * n : 2] = (self._ask_px - mid) / tick
-        out[i + 1 : i + 2 * n : 2] = np.log1p(self._ask_sz / lot / scale)
-        i += 2 * n
+        values: list[float] = []
+        append = values.append
         # Missing levels (a thin book) get a distance one tick beyond the last known level.
-        block = out[: 4 * n]
-        if np.isnan(block).any():
-            dists = block[0 : 4 * n : 2]
-            for side in (0, 1):
-                d = dists[side * n : (side + 1) * n]
-                for k in range(n):
-                    if math.isnan(d[k]):
-                        d[k] = (d[k - 1] if k else 0.5) + 1.0
-            block[0 : 4 * n : 2] = dists
+        for side, prices, sizes in ((1.0, self._bid_px, self._bid_sz), (-1.0, self._ask_px, self._ask_sz)):
+            known = len(prices)
+            prev = 0.5
+            for k in range(n):
+                if k < known:
+                    d = (mid - prices[k]) / tick if side > 0 else (prices[k] - mid) / tick
+                    s = log1p(sizes[k] / lot / scale)
+                else:
+                    d, s = nan, 0.0
+                if d != d:
+                    d = prev + 1.0
+                prev = d
+                append(d)
+                append(s)
         pb, qb, pa, qa = self._prev_best
-        spread = (pa - pb) / tick
         total = qb + qa
         micro = (pa * qb + pb * qa) / total if total > 0 else mid
-        out[i] = spread
-        out[i + 1] = (micro - mid) / tick
-        out[i + 2] = (qb - qa) / total if total > 0 else 0.0
-        i += 3
-        m = len(self._ofi_taus)
+        append((pa - pb) / tick)
+        append((micro - mid) / tick)
+        append((qb - qa) / total if total > 0 else 0.0)
         if self._ofi_ns >= 0 and ts_ns > self._ofi_ns:
-            out[i : i + m] = self._ofi * np.exp(-((ts_ns - self._ofi_ns) / NS) / self._ofi_taus)
+            a = -((ts_ns - self._ofi_ns) / NS)
+            values += [o * exp(a / tau) for o, tau in zip(self._ofi, self._ofi_taus)]
         else:
-            out[i : i + m] = self._ofi
-        i += m
-        k = len(self._trade_taus)
-        factor = np.exp(-((ts_ns - self._trade_decay_ns) / NS) / self._trade_taus) if self._trade_decay_ns >= 0 and ts_ns > self._trade_decay_ns else 1.0
-        out[i : i + 2 * k : 2] = self._signed_volume * factor
-        out[i + 1 : i + 2 * k : 2] = self._trade_count * factor
-        i += 2 * k
+            values += self._ofi
+        if self._trade_decay_ns >= 0 and ts_ns > self._trade_decay_ns:
+            a = -((ts_ns - self._trade_decay_ns) / NS)
+            for v, c, tau in zip(self._signed_volume, self._trade_count, self._trade_taus):
+                f = exp(a / tau)
+                append(v * f)
+                append(c * f)
+        else:
+            for v, c in zip(self._signed_volume, self._trade_count):
+                append(v)
+                append(c)
         dt = max(ts_ns - self._last_book_ns, 0) / NS
-        out[i] = math.sqrt(max(self._variance * math.exp(-dt / self.spec.vol_tau_s), 0.0))
+        append(math.sqrt(max(self._variance * exp(-dt / self.spec.vol_tau_s), 0.0)))
         since = (ts_ns - self._last_trade_ns) / NS if self._last_trade_ns >= 0 else 3600.0
-        out[i + 1] = math.log1p(max(since, 0.0))
+        append(log1p(max(since, 0.0)))
+        out[:] = values
         return out
+
+
+def _head(values, n: int) -> list[float]:
+    """The first ``n`` entries of a best-first level array or list, as a new list."""
+    head = values[:n]
+    if isinstance(head, np.ndarray):
+        return head.tolist()
+    return head if type(head) is list else list(head)  # a list slice is already a new list

@@ -181,6 +181,13 @@ class MarketMaker(Strategy):
         make no decision at this batch (e.g. no new information)."""
         raise NotImplementedError
 
+    def volume_log_in_order_units(self, volume_log_base: float, mid: float) -> float:
+        """Predicted log(1 + volume) is in base units (training targets convert contracts to base);
+        inverse instruments quote in contracts of ``multiplier`` quote units: convert."""
+        if not self._inverse:
+            return volume_log_base
+        return math.log1p(math.expm1(volume_log_base) * mid / self._multiplier) if math.isfinite(volume_log_base) else volume_log_base
+
     def decision_cost_ns(self, measured_ns: int) -> int:
         """Simulated compute time charged for a decision; the config's fixed value or the measured one."""
         if self.config.decision_latency_us is not None:

@@ -46,6 +46,7 @@ class CMMStrategy(MarketMaker):
         self.bundle = load_bundle(self.config.bundle_path)
         self.features = FeatureState(self.bundle.spec, tick=self.tick, lot=self.lot)
         self._x = np.empty(self.bundle.spec.dim)
+        self._depth = self.bundle.spec.levels
         names = self.bundle.target_names
         wanted = [f"{task}_{self.config.horizon}" for task in ("mid", "spread", "volume")]
         missing = [n for n in wanted if n not in names]
@@ -62,8 +63,11 @@ class CMMStrategy(MarketMaker):
 
     def predict(self, ts: int, bid: float, ask: float, position: float) -> tuple[float, float, float]:
         features = self.features
-        features.set_levels(*self.levels.top(self.bundle.spec.levels))
+        features.set_levels(*self.levels.top_lists(self._depth))
         x = features.write(ts, self._x)
         prediction = self.bundle.predict(x)
         c = self._cols
-        return float(prediction[c[0]]), float(prediction[c[1]]), float(prediction[c[2]])
+        volume = float(prediction[c[2]])
+        if self._inverse:
+            volume = self.volume_log_in_order_units(volume, 0.5 * (bid + ask))
+        return float(prediction[c[0]]), float(prediction[c[1]]), volume
