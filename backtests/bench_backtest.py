@@ -13,18 +13,15 @@ import gc
 import statistics
 import time
 
-from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
-from nautilus_trader.config import LoggingConfig, StrategyConfig
-from nautilus_trader.model.currencies import USDT
+from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import OrderBookDeltas, TradeTick
-from nautilus_trader.model.enums import AccountType, BookType, OmsType
-from nautilus_trader.model.identifiers import InstrumentId, Venue
-from nautilus_trader.model.objects import Money
+from nautilus_trader.model.enums import BookType
+from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.trading.strategy import Strategy
 
+from backtests.l2_engine import build_l2_engine
 from cmm_strategy.strategy import CMMStrategy, CMMStrategyConfig
 
-START_BALANCE = 100_000
 
 
 class NoopConfig(StrategyConfig, frozen=True):
@@ -49,24 +46,6 @@ class NoopStrategy(Strategy):
         pass
 
 
-def _engine(strategy, instrument, deltas, trades) -> BacktestEngine:
-    engine = BacktestEngine(config=BacktestEngineConfig(logging=LoggingConfig(log_level="ERROR")))
-    engine.add_venue(
-        venue=Venue(instrument.id.venue.value),
-        oms_type=OmsType.NETTING,
-        account_type=AccountType.MARGIN,
-        base_currency=USDT,
-        starting_balances=[Money(START_BALANCE, USDT)],
-        book_type=BookType.L2_MBP,
-    )
-    engine.add_instrument(instrument)
-    engine.add_data(deltas)
-    if trades:
-        engine.add_data(trades)
-    engine.add_strategy(strategy)
-    return engine
-
-
 def timed_run(kind: str, data, bundle_path: str | None) -> tuple[float, dict[str, int]]:
     """Seconds of ``engine.run()`` for one fresh engine with the ``kind`` ("cmm" or "noop") strategy."""
     instrument = data.instruments[0]
@@ -74,7 +53,7 @@ def timed_run(kind: str, data, bundle_path: str | None) -> tuple[float, dict[str
         strategy = CMMStrategy(CMMStrategyConfig(instrument_id=instrument.id, bundle_path=str(bundle_path)))
     else:
         strategy = NoopStrategy(NoopConfig(instrument_id=instrument.id))
-    engine = _engine(strategy, instrument, list(data.deltas), list(data.trades))
+    engine = build_l2_engine(strategy, instrument, data.deltas, data.trades)
     gc.collect()
     started = time.perf_counter()
     engine.run()

@@ -19,6 +19,9 @@ Sweep file::
     fill_models:                      # optional; default: each config's own
       - {name: queue-risk-averse}
       - {name: queue-power, n: 3}
+    overrides: {time_range: {start_fraction: 0.05, end_fraction: 0.6}}   # optional, every task
+    per_config:                       # optional: per config, per strategy params (tuned values)
+      real/btcusdt-perp.yaml: {glft: {gamma: 0.001}}
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import yaml
 
 from backtests.config import ConfigError, RunSpec, load_run_config, merge_config
 
-_SWEEP_KEYS = {"configs", "strategies", "fill_models"}
+_SWEEP_KEYS = {"configs", "strategies", "fill_models", "overrides", "per_config"}
 TASK_FILE = "sweep-task.json"  # in each run folder: the merged config it ran (resume reruns a changed task)
 
 
@@ -74,17 +77,30 @@ def load_sweep(path: str | Path) -> list[Task]:
     fills = raw.get("fill_models") or [None]
     if not isinstance(fills, list):
         raise ConfigError(f"{path}: fill_models: expected a list")
+    common = raw.get("overrides") or {}
+    per_config = raw.get("per_config") or {}
+    if not isinstance(common, dict) or not isinstance(per_config, dict):
+        raise ConfigError(f"{path}: overrides and per_config: expected mappings")
+    for config in per_config:
+        if config not in configs:
+            raise ConfigError(f"{path}: per_config.{config}: not one of the sweep's configs")
     tasks = []
     for config in configs:
         file = (path.parent / config).resolve()
-        for strategy, params in strategies.items():
-            for fill in fills:
-                overrides: dict[str, Any] = {}
+        own = per_config.get(config) or {}
+        for strategy, choices in strategies.items():
+            # a list of parameter sets is a grid: one task per set, named after what varies
+            grid = choices if isinstance(choices, list) else [choices]
+            for params, fill in ((p, f) for p in grid for f in fills):
+                overrides: dict[str, Any] = dict(common)
                 if strategy is not None:
-                    overrides["strategy"] = {"name": strategy, "params": dict(params or {})}
+                    tuned = (own.get(strategy) or {}) if isinstance(own, dict) else {}
+                    overrides["strategy"] = {"name": strategy, "params": {**(params or {}), **tuned}}
                 if fill is not None:
                     overrides["venue"] = {"fill_model": dict(fill)}
-                name = f"{file.stem}-{strategy or 'config'}-{_fill_label(fill)}"
+                varying = {k for p in grid for k in (p or {}) if len({repr((q or {}).get(k)) for q in grid}) > 1}
+                label = "".join(f"-{k}{v}" for k, v in sorted((params or {}).items()) if k in varying)
+                name = f"{file.stem}-{strategy or 'config'}{label}-{_fill_label(fill)}"
                 overrides["name"] = name
                 load_run_config(file, overrides)  # validate now, not halfway through the sweep
                 tasks.append(Task(name, str(file), overrides))
@@ -222,6 +238,7 @@ def run_sweep(
     markdown: str | Path | None = None,
 ) -> dict[str, Any]:
     tasks = load_sweep(sweep_file)
+    command = f"cmm sweep {sweep_file} --out {out} --markdown {markdown}"  # as typed, before paths resolve
     if ray_workers is not None and ray_workers < 1:
         raise ConfigError(f"--ray-workers: expected at least 1, got {ray_workers}")
     out = Path(out).resolve()
@@ -260,7 +277,6 @@ def run_sweep(
 
         run_compare(finished, out)
         if markdown:
-            command = f"cmm sweep {sweep_file} --out {out} --markdown {markdown}"
             write_results_doc(Path(markdown), markdown_table(load_results(finished)), command, failed)
     if failed:
         print(f"{len(failed)} backtests failed: {', '.join(failed)} (details in {status_path})", flush=True)

@@ -186,7 +186,10 @@ class MarketMaker(Strategy):
         inverse instruments quote in contracts of ``multiplier`` quote units: convert."""
         if not self._inverse:
             return volume_log_base
-        return math.log1p(math.expm1(volume_log_base) * mid / self._multiplier) if math.isfinite(volume_log_base) else volume_log_base
+        if not math.isfinite(volume_log_base):
+            return volume_log_base  # quote() cancels on non-finite predictions
+        # a regression may predict log(1 + v) < 0, i.e. v < 0: no volume
+        return math.log1p(max(math.expm1(volume_log_base), 0.0) * mid / self._multiplier)
 
     def decision_cost_ns(self, measured_ns: int) -> int:
         """Simulated compute time charged for a decision; the config's fixed value or the measured one."""

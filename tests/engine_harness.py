@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
-from nautilus_trader.config import LoggingConfig
 from nautilus_trader.model.book import OrderBook
-from nautilus_trader.model.currencies import USDT
 from nautilus_trader.model.data import BookOrder, OrderBookDelta
-from nautilus_trader.model.enums import AccountType, BookAction, BookType, OmsType, OrderSide
-from nautilus_trader.model.identifiers import Venue
-from nautilus_trader.model.objects import Money, Quantity
+from nautilus_trader.model.enums import BookAction, BookType, OrderSide
+from nautilus_trader.model.objects import Quantity
 
+from backtests.l2_engine import build_l2_engine
 from backtests.runner import quote_segments
 from catalog.validation import F_LAST, F_SNAPSHOT
-
-START_BALANCE = 100_000
 
 
 def run_engine(strategy, instrument, deltas, trades, **venue):
     """A margin venue on L2 with the instrument, the data and one strategy; returns the engine (run)."""
-    engine = BacktestEngine(config=BacktestEngineConfig(logging=LoggingConfig(log_level="ERROR")))
-    engine.add_venue(
-        venue=Venue(instrument.id.venue.value),
-        oms_type=OmsType.NETTING,
-        account_type=AccountType.MARGIN,
-        base_currency=USDT,
-        starting_balances=[Money(START_BALANCE, USDT)],
-        book_type=BookType.L2_MBP,
-        **venue,
-    )
-    engine.add_instrument(instrument)
-    engine.add_data(list(deltas))
-    if trades:
-        engine.add_data(list(trades))
-    engine.add_strategy(strategy)
+    engine = build_l2_engine(strategy, instrument, deltas, trades, **venue)
     engine.run()
     return engine
 

@@ -22,7 +22,8 @@ from cmm_strategy.baselines import (
     GLFTStrategy,
 )
 from cmm_strategy.teacher_direct import TeacherDirectConfig, TeacherDirectStrategy
-from tests.engine_harness import START_BALANCE, position_path, run_engine
+from backtests.l2_engine import START_BALANCE
+from tests.engine_harness import position_path, run_engine
 
 pytestmark = pytest.mark.real_data
 if missing_reason():

@@ -11,7 +11,7 @@ from nautilus_trader.model.identifiers import Venue
 from catalog.realdata import missing_reason
 from catalog.validation import F_LAST
 from cmm_strategy.strategy import CMMStrategy, CMMStrategyConfig
-from tests.engine_harness import START_BALANCE as START
+from backtests.l2_engine import START_BALANCE as START
 from tests.engine_harness import run_engine, snapshot_at
 
 pytestmark = pytest.mark.real_data
