@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 from nautilus_trader.model.data import BookOrder, OrderBookDelta
 from nautilus_trader.model.enums import BookAction, OrderSide
