@@ -55,19 +55,34 @@ def _cell(value: Any, fmt: str) -> str:
         return str(value)
 
 
-def markdown_table(results: list[dict[str, Any]]) -> str:
-    """Rows grouped by instrument, then fill model, then strategy (CMM first)."""
+HEAD = ("instrument", "fill model", "strategy", "ccy", *(c[1] for c in COLUMNS))
+
+
+def table_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """Rows grouped by instrument, then fill model, then strategy (CMM first), as formatted cells."""
     order = {"cmm": 0, "teacher_direct": 1}
     rows = sorted(results, key=lambda r: (r["instrument_id"], str(r.get("fill_model")), order.get(r["strategy"], 2), r["strategy"]))
-    head = "| instrument | fill model | strategy | ccy | " + " | ".join(c[1] for c in COLUMNS) + " |"
-    sep = "|" + "---|" * 4 + "---:|" * len(COLUMNS)
-    lines = [head, sep]
+    out = []
     for r in rows:
         m = r["metrics"]
         cells = [r["instrument_id"], str(r.get("fill_model")), r["strategy"], r.get("currency", "")]
-        cells += [_cell(m.get(key), fmt) for key, _, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+        out.append(cells + [_cell(m.get(key), fmt) for key, _, fmt in COLUMNS])
+    return out
+
+
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * 4 + "---:|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(results)]
     return "\n".join(lines) + "\n"
+
+
+def html_table(results: list[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEAD)
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=num' if i >= 4 else ''}>{html.escape(c)}</td>" for i, c in enumerate(cells)) + "</tr>"
+        for cells in table_rows(results)
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def comparison_png(results: list[dict[str, Any]], path: Path) -> None:
@@ -108,9 +123,10 @@ def run_compare(paths: list[str | Path], out: str | Path) -> Path:
     rows = "".join(f"<li><a href=\"{html.escape(r['name'])}/report.html\">{html.escape(r['name'])}</a></li>" for r in results)
     (out / "compare.html").write_text(
         "<!doctype html><html><head><meta charset=utf-8><title>comparison</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}pre{font-size:12px}</style></head><body>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}td.num{text-align:right}</style></head><body>"
         f"<h1>Comparison of {len(results)} runs</h1><section id=\"figure\"><img alt=\"comparison\" style=\"max-width:100%\" "
-        f"src=\"data:image/png;base64,{png}\"></section><section id=\"table\"><pre>{html.escape(table)}</pre></section>"
+        f"src=\"data:image/png;base64,{png}\"></section><section id=\"table\">{html_table(results)}</section>"
         f"<section id=\"runs\"><ul>{rows}</ul></section></body></html>"
     )
     return out / "compare.md"

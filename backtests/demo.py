@@ -98,12 +98,14 @@ def run_demo(out: Path, minutes: float, seed: int, samples: int, model: str | No
     return summary
 
 
+# gamma: the values tuned on the real BTCUSDT-PERP capture's training part (backtests/configs/
+# real-sweep.yaml), which the synthetic market is calibrated on.
 DEMO_STRATEGIES = {
     "cmm": {},
     "teacher_direct": {},
     "fixed_spread": {"half_spread_ticks": 1.0},
-    "avellaneda_stoikov": {"gamma": 0.05, "tau_s": 1.0},
-    "glft": {"gamma": 0.05},
+    "avellaneda_stoikov": {"gamma": 0.01, "tau_s": 1.0},
+    "glft": {"gamma": 0.0001},
 }
 
 
