@@ -2,8 +2,8 @@
 
 NautilusTrader 1.221's ``OrderBook.bids()`` materializes every level (about 7 ms on the real
 BTCUSDT-PERP book of ~7,000 levels), far too slow to read on every batch. ``BookLevels`` applies
-the same deltas to two sorted maps (integer raw prices, so no float keys) and reads the top N in
-O(N). Training (``training.replay``) and the strategy both feed it the deltas they see, so the
+the same deltas to two maps of sizes with sorted keys (integer raw prices, so no float keys) and
+reads the top N in O(N). Training (``training.replay``) and the strategy both feed it the deltas they see, so the
 levels behind ``x_t`` come from the same code on both sides.
 
 Owns the level bookkeeping only; must not compute features or talk to the engine.
@@ -15,7 +15,7 @@ import numpy as np
 from nautilus_trader.model.data import OrderBookDelta
 from nautilus_trader.model.enums import BookAction, OrderSide
 from nautilus_trader.model.objects import FIXED_SCALAR
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 _CLEAR = BookAction.CLEAR
 _DELETE = BookAction.DELETE
@@ -23,38 +23,46 @@ _BUY = OrderSide.BUY
 
 
 class BookLevels:
-    """Bids keyed by negated raw price (best first), asks by raw price (best first)."""
+    """Sizes in plain dicts keyed by raw price, plus the keys kept sorted (bids negated, so both sides
+    are best first). Most deltas update an existing level: a dict store, no sorted-list work."""
 
-    __slots__ = ("bids", "asks")
+    __slots__ = ("bids", "asks", "_bid_keys", "_ask_keys")
 
     def __init__(self) -> None:
-        self.bids: SortedDict = SortedDict()
-        self.asks: SortedDict = SortedDict()
+        self.bids: dict[int, float] = {}
+        self.asks: dict[int, float] = {}
+        self._bid_keys: SortedList = SortedList()  # negated raw prices
+        self._ask_keys: SortedList = SortedList()
 
     def apply(self, delta: OrderBookDelta) -> None:
         action = delta.action
         if action == _CLEAR:
             self.bids.clear()
             self.asks.clear()
+            self._bid_keys.clear()
+            self._ask_keys.clear()
             return
         order = delta.order
         raw = order.price.raw
         if order.side == _BUY:
-            book, key = self.bids, -raw
+            book, keys, key = self.bids, self._bid_keys, -raw
         else:
-            book, key = self.asks, raw
+            book, keys, key = self.asks, self._ask_keys, raw
         if action == _DELETE:
-            book.pop(key, None)
-        else:
-            book[key] = order.size.as_double()
+            if book.pop(key, None) is not None:
+                keys.remove(key)
+            return
+        if key not in book:
+            keys.add(key)
+        book[key] = order.size.as_double()
 
     def best(self) -> tuple[float, float, float, float] | None:
         """(bid, bid size, ask, ask size), or None when a side is empty."""
         if not self.bids or not self.asks:
             return None
-        bid_key, bid_size = self.bids.peekitem(0)
-        ask_key, ask_size = self.asks.peekitem(0)
-        return -bid_key / FIXED_SCALAR, bid_size, ask_key / FIXED_SCALAR, ask_size
+        bid_key = self._bid_keys[0]
+        ask_key = self._ask_keys[0]
+        return -bid_key / FIXED_SCALAR, self.bids[bid_key], ask_key / FIXED_SCALAR, self.asks[ask_key]
 
     def top(self, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Best-first (price, size) arrays of the top ``depth`` levels per side."""
@@ -64,8 +72,8 @@ class BookLevels:
         """``top`` as plain lists (bid prices, bid sizes, ask prices, ask sizes): what the strategy's
         hot path feeds ``FeatureState.set_levels``, without building four small numpy arrays."""
         bids, asks = self.bids, self.asks
-        bid_keys = bids.keys()[:depth]
-        ask_keys = asks.keys()[:depth]
+        bid_keys = self._bid_keys[:depth]
+        ask_keys = self._ask_keys[:depth]
         return (
             [-k / FIXED_SCALAR for k in bid_keys],
             [bids[k] for k in bid_keys],
