@@ -249,27 +249,15 @@ class RayTeacherPool:
 
         ``on_shard`` is called with each shard's path once it is stored (progress hooks, tests).
         """
-        if len(prompts) != len(keys):
-            raise ValueError(f"{len(prompts)} prompts but {len(keys)} keys")
-        int_keys = [int(k) for k in keys]
-        if len(set(int_keys)) != len(int_keys):
-            raise ValueError("keys must be unique")
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if cache.model_id != self.model_id:
-            raise ValueError(f"cache is keyed by model {cache.model_id!r} but the teacher is {self.model_id!r}")
-        cache.ensure_shape(self.num_layers, self.hidden_size)
-        done = cache.done_keys()
-        todo = [i for i, key in enumerate(int_keys) if key not in done]
+        from training.teacher.extract import batch_spans, pending_prompts
+
+        todo, todo_keys = pending_prompts(prompts, keys, batch_size, cache, self.model_id, self.num_layers, self.hidden_size)
         per_worker = [0] * len(self.workers)
         if not todo:
             return per_worker
-        todo_keys = [int_keys[i] for i in todo]
         # Every length is checked before any forward pass, as in the local path.
         token_ids = self._get(self.workers[0].tokenize.remote(todo_keys, [prompts[i] for i in todo]))
-        spans = [(start, start + batch_size) for start in range(0, len(todo), batch_size)]
-        if max_batches is not None:
-            spans = spans[: max(0, max_batches)]
+        spans = batch_spans(len(todo), batch_size, max_batches)
         bar = tqdm(total=sum(len(todo_keys[a:b]) for a, b in spans), disable=not progress, desc=f"teacher {self.model_id} x{len(self.workers)}", unit="prompt")
         try:
             for index, (features, seconds) in self._in_order([token_ids[a:b] for a, b in spans], per_worker, cache):

@@ -96,25 +96,11 @@ def extract_hidden_states(
     Resumable: an interrupted run loses at most the batch in flight. ``max_batches`` stops after that
     many new batches (time-boxed runs, tests). Per-batch forward time is kept in the cache index.
     """
-    if len(prompts) != len(keys):
-        raise ValueError(f"{len(prompts)} prompts but {len(keys)} keys")
-    int_keys = [int(k) for k in keys]
-    if len(set(int_keys)) != len(int_keys):
-        raise ValueError("keys must be unique")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    if cache.model_id != teacher.model_id:
-        raise ValueError(f"cache is keyed by model {cache.model_id!r} but the teacher is {teacher.model_id!r}")
-    cache.ensure_shape(teacher.num_layers, teacher.hidden_size)
-    done = cache.done_keys()
-    todo = [i for i, key in enumerate(int_keys) if key not in done]
-    todo_keys = [int_keys[i] for i in todo]
+    todo, todo_keys = pending_prompts(prompts, keys, batch_size, cache, teacher.model_id, teacher.num_layers, teacher.hidden_size)
     token_ids = tokenize(teacher, [prompts[i] for i in todo]) if todo else []
     _check_lengths(teacher, todo_keys, token_ids)
 
-    starts = range(0, len(todo), batch_size)
-    if max_batches is not None:
-        starts = starts[: max(0, max_batches)]
+    starts = [a for a, _ in batch_spans(len(todo), batch_size, max_batches)]
     bar = tqdm(total=len(todo), disable=not progress, desc=f"teacher {teacher.model_id}", unit="prompt")
     try:
         for start in starts:
@@ -124,6 +110,34 @@ def extract_hidden_states(
             bar.update(len(todo_keys[start:stop]))
     finally:
         bar.close()
+
+
+def pending_prompts(
+    prompts: list[str], keys, batch_size: int, cache: FeatureCache, model_id: str, num_layers: int, hidden_size: int
+) -> tuple[list[int], list[int]]:
+    """Check the inputs against the store and return (indices, keys) of the prompts not yet stored.
+
+    Shared by the local and the Ray paths so both resume from the same work list and form the same
+    batches (batch composition changes hidden states by ~1e-5 through padding)."""
+    if len(prompts) != len(keys):
+        raise ValueError(f"{len(prompts)} prompts but {len(keys)} keys")
+    int_keys = [int(k) for k in keys]
+    if len(set(int_keys)) != len(int_keys):
+        raise ValueError("keys must be unique")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if cache.model_id != model_id:
+        raise ValueError(f"cache is keyed by model {cache.model_id!r} but the teacher is {model_id!r}")
+    cache.ensure_shape(num_layers, hidden_size)
+    done = cache.done_keys()
+    todo = [i for i, key in enumerate(int_keys) if key not in done]
+    return todo, [int_keys[i] for i in todo]
+
+
+def batch_spans(n: int, batch_size: int, max_batches: int | None = None) -> list[tuple[int, int]]:
+    """[start, stop) of each batch over ``n`` pending prompts, in order; at most ``max_batches``."""
+    spans = [(start, start + batch_size) for start in range(0, n, batch_size)]
+    return spans if max_batches is None else spans[: max(0, max_batches)]
 
 
 def measure_latency(teacher: Teacher, prompts: list[str], repeats: int = 5, batch_size: int = 16) -> dict[str, float]:
